@@ -1,0 +1,489 @@
+"""Dialog: an established SIP dialog (INVITE or SUBSCRIBE), as UAS or UAC.
+
+Created only by the library (create_uas / create_uac / create_b2bua).  Incoming in-dialog
+requests are handled on the dialog's dispatch key, one at a time in arrival order; with no
+listener the dialog answers them itself (API-DETAILS B2).  Outgoing re-INVITEs are serialised:
+``modify`` calls wait their turn, and a failed re-INVITE releases the queue (fixes B9).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pyee import EventEmitter
+
+from . import sdp as sdp_edit
+from .agent import dialog_key
+from .errors import DrachtioError, SipError
+from .models import SipEndpointInfo, SipInfo
+from .names import install_aliases, normalize_opts
+from .sip import parse_uri
+
+if TYPE_CHECKING:
+    from .request import Request
+    from .response import Response
+    from .srf import Srf
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Dialog", "SIP_METHODS"]
+
+SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
+               "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")
+
+_REASON_TEXT = re.compile(r'text="([^"]*)"')
+
+
+def _first_contact_uri(msg: Any) -> str | None:
+    try:
+        contacts = msg.get_parsed_header("Contact")
+    except LookupError:
+        return None
+    if isinstance(contacts, list) and contacts:
+        return contacts[0].get("uri")
+    return None
+
+
+def _split_args(opts: Any, callback: Any) -> tuple[dict[str, Any], Any]:
+    if callable(opts) and callback is None:
+        return {}, opts
+    return dict(opts or {}), callback
+
+
+@install_aliases
+class Dialog(EventEmitter):
+    """A SIP dialog.  Events: destroy, modify, refresh, hold, unhold, info, notify, options,
+    message, publish, refer, update, subscribe, unsubscribe, ack."""
+
+    def __init__(self, srf: Srf, type: str, opts: Mapping[str, Any]) -> None:
+        super().__init__()
+        if type not in ("uas", "uac"):
+            raise ValueError("Dialog type must be 'uas' or 'uac'")
+        self.srf = srf
+        self.type = type
+        self.req: Request = opts["req"]
+        self.res: Response = opts["res"]
+        self.auth = opts.get("auth")
+        self.agent = self.res.agent or self.req.agent
+        self._on_hold = False
+        self.connected = True
+        self.other: Dialog | None = None
+        self.subscriptions: list[str] = []
+        self._queue_requests = False
+        self.queued_requests: list[tuple[Any, Any]] = []
+        self._lock = threading.Lock()
+        self._modify_busy = False
+        self._modify_waiting: deque[Callable[[BaseException | None], None]] = deque()
+        sent = opts.get("sent")
+        call_id = self.res.get("Call-ID") or self.req.get("Call-ID") or ""
+        if type == "uas":
+            if sent is None:
+                raise ValueError("a UAS dialog needs the response that was sent")
+            self.sip = SipInfo(call_id=call_id, local_tag=sent.to_tag, remote_tag=self.req.msg.from_tag)
+            self.local = SipEndpointInfo(uri=_first_contact_uri(sent), sdp=sent.body or None,
+                                         contact=sent.get("Contact"))
+            self.remote = SipEndpointInfo(uri=_first_contact_uri(self.req.msg), sdp=self.req.body or None)
+        else:
+            # local.uri is our own Contact URI (drachtio-srf reports the remote request-URI: #175)
+            self.sip = SipInfo(call_id=call_id, local_tag=self.req.msg.from_tag, remote_tag=self.res.msg.to_tag)
+            self.local = SipEndpointInfo(uri=_first_contact_uri(self.req.msg) or self.req.uri,
+                                         sdp=self.req.body or None, contact=self.req.get("Contact"))
+            self.remote = SipEndpointInfo(uri=_first_contact_uri(self.res.msg), sdp=self.res.body or None)
+        if self.req.method == "SUBSCRIBE":
+            self.add_subscription(self.req)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """The server's dialog id (``<Call-ID>;from-tag=<tag>``)."""
+        return self.res.stack_dialog_id or ""
+
+    @property
+    def dialog_type(self) -> str:
+        return self.req.method or "INVITE"
+
+    @property
+    def subscribe_event(self) -> str | None:
+        return self.req.get("Event") if self.dialog_type == "SUBSCRIBE" else None
+
+    @property
+    def on_hold(self) -> bool:
+        return self._on_hold
+
+    @on_hold.setter
+    def on_hold(self, value: bool) -> None:
+        self._on_hold = bool(value)
+
+    @property
+    def queue_requests(self) -> bool:
+        return self._queue_requests
+
+    @queue_requests.setter
+    def queue_requests(self, enqueue: bool) -> None:
+        """Hold incoming in-dialog requests (B2BUA forming); turning it off replays them in order."""
+        self._queue_requests = bool(enqueue)
+        if not enqueue and self.queued_requests:
+            queued, self.queued_requests = self.queued_requests, []
+            for req, res in queued:
+                self.agent.submit(dialog_key(self.id), self.handle, req, res)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "sip": self.sip.to_dict(),
+                "local": self.local.to_dict(), "remote": self.remote.to_dict(), "onHold": self.on_hold}
+
+    def __repr__(self) -> str:
+        return f"<Dialog {self.type} {self.dialog_type} id={self.id!r} connected={self.connected}>"
+
+    # -- subscriptions --------------------------------------------------------------------------
+    def get_count_of_subscriptions(self) -> int:
+        return len(self.subscriptions)
+
+    def add_subscription(self, req: Any) -> int:
+        to = req.get_parsed_header("To")
+        u = parse_uri(to.uri) or {}
+        self.subscriptions.append(f"{u.get('user')}@{u.get('host')}:{req.get('Event')}")
+        return len(self.subscriptions)
+
+    def remove_subscription(self, uri: str, event: str | None) -> int:
+        u = parse_uri(uri) or {}
+        entity = f"{u.get('user')}@{u.get('host')}:{event}"
+        if entity in self.subscriptions:
+            self.subscriptions.remove(entity)
+        else:
+            logger.warning("no subscription %s in %s", entity, self.subscriptions)
+        return len(self.subscriptions)
+
+    # -- ending ---------------------------------------------------------------------------------
+    def _ended(self) -> None:
+        """Bookkeeping when the dialog is over (either side)."""
+        self.connected = False
+        self.queued_requests = []
+        self.srf.remove_dialog(self)
+        with self._lock:
+            waiting = list(self._modify_waiting)
+            self._modify_waiting.clear()
+        for admit in waiting:
+            admit(DrachtioError("dialog was destroyed before we could modify it"))
+
+    def destroy(self, opts: Any = None, callback: Any = None, *, headers: Mapping[str, Any] | None = None,
+                auth: Any = None) -> Any:
+        """End the dialog: BYE (INVITE dialog) or NOTIFY ``Subscription-State: terminated``.
+
+        cb(err, msg)|Future of the BYE/NOTIFY sent; returns the Dialog with a callback.
+        """
+        opts, callback = _split_args(opts, callback)
+        o = normalize_opts(opts, headers=headers, auth=auth)
+        out = self.agent.outcome(callback)
+        if not self.connected:
+            out.fail(DrachtioError(f"dialog {self.id} is already terminated"))
+            return out.returned(self)
+        hdrs = dict(o.get("headers") or {})
+        if self.dialog_type == "SUBSCRIBE":
+            method = "NOTIFY"
+            hdrs.setdefault("Subscription-State", "terminated")
+            if self.subscribe_event:
+                hdrs.setdefault("Event", self.subscribe_event)
+        else:
+            method = "BYE"
+        self._ended()
+
+        def on_sent(err: BaseException | None, req: Request | None) -> None:
+            if err is not None or req is None:
+                out.fail(err or DrachtioError("destroy failed"))
+                self.remove_all_listeners()
+                return
+            if method == "NOTIFY":
+                out.succeed(req, key=req._key)
+                self.remove_all_listeners()
+                return
+
+            def on_response(res: Any, ack: Any, lost: BaseException | None) -> None:
+                if lost is not None:
+                    out.fail(lost)
+                elif res.status < 200:
+                    return
+                else:
+                    out.succeed(req, key=req._key)
+                self.remove_all_listeners()
+            req._hooks.append(on_response)
+
+        try:
+            self.agent.send_request(method=method, uri=None, headers=hdrs, dialog_id=self.id,
+                                    conn=self.req._conn, on_sent=on_sent)
+        except DrachtioError as err:
+            out.fail(err)
+        return out.returned(self)
+
+    # -- modify (re-INVITE) --------------------------------------------------------------------------
+    def modify(self, sdp: Any = None, opts: Any = None, callback: Any = None, *,
+               headers: Mapping[str, Any] | None = None, auth: Any = None, no_ack: bool | None = None) -> Any:
+        """Send a re-INVITE: ``sdp`` is new local SDP, ``'hold'`` or ``'unhold'`` (or None with
+        ``no_ack`` for 3pcc).  cb(err, remote_sdp[, ack])|Future of the remote SDP, or of
+        ``{'sdp', 'ack'}`` for 3pcc.  One re-INVITE at a time; later calls wait their turn."""
+        if isinstance(sdp, Mapping):
+            sdp, opts, callback = None, sdp, opts
+        elif callable(sdp) and opts is None:
+            sdp, opts, callback = None, None, sdp
+        opts, callback = _split_args(opts, callback)
+        o = normalize_opts(opts, headers=headers, auth=auth, no_ack=no_ack)
+        out = self.agent.outcome(callback)
+        if not self.connected:
+            out.fail(DrachtioError("invalid request to modify a completed dialog"))
+            return out.returned(self)
+
+        def release() -> None:
+            with self._lock:
+                nxt = self._modify_waiting.popleft() if self._modify_waiting else None
+                if nxt is None:
+                    self._modify_busy = False
+            if nxt is not None:
+                nxt(None)
+
+        def start(err: BaseException | None) -> None:
+            if err is not None:
+                out.fail(err)
+                return
+            if not self.connected:
+                out.fail(DrachtioError("dialog was destroyed before we could modify it"))
+                release()
+                return
+            saved = (self.local.sdp, self.on_hold)
+            if sdp == "hold":
+                self.local.sdp = sdp_edit.hold_offer(self.local.sdp)
+                self.on_hold = True
+            elif sdp == "unhold":
+                if not self.on_hold:
+                    out.fail(DrachtioError("attempt to unhold session that is not on hold"))
+                    release()
+                    return
+                self.local.sdp = sdp_edit.unhold_offer(self.local.sdp)
+                self.on_hold = False
+            elif sdp is not None:
+                self.local.sdp = sdp
+            hdrs = dict(o.get("headers") or {})
+            if not any(k.lower() in ("contact", "m") for k in hdrs) and self.local.contact:
+                hdrs["Contact"] = self.local.contact
+            body = self.local.sdp if sdp is not None else None
+
+            def restore() -> None:
+                self.local.sdp, self.on_hold = saved
+
+            def on_sent(err: BaseException | None, req: Request | None) -> None:
+                if err is not None or req is None:
+                    restore()
+                    out.fail(err or DrachtioError("re-INVITE failed"))
+                    release()
+                    return
+
+                def on_response(res: Any, ack: Any, lost: BaseException | None) -> None:
+                    if lost is not None:
+                        restore()
+                        out.fail(lost)
+                        release()
+                        return
+                    if res.status < 200:
+                        return
+                    if 200 <= res.status < 300:
+                        self.remote.sdp = res.body or self.remote.sdp
+                        if body is None and o.get("no_ack"):
+                            def ack_3pcc(local_sdp: str | None = None) -> None:
+                                if local_sdp:
+                                    self.local.sdp = local_sdp
+                                ack({"body": local_sdp} if local_sdp else None)
+                                release()
+                            if callback is not None:
+                                out.succeed(res.body, ack_3pcc, key=dialog_key(self.id))
+                            else:
+                                out.succeed({"sdp": res.body, "ack": ack_3pcc})
+                            return
+                        ack()
+                        out.succeed(res.body, key=dialog_key(self.id))
+                        release()
+                        return
+                    restore()
+                    out.fail(SipError(res.status, res.reason, res))
+                    release()
+                req._hooks.append(on_response)
+
+            try:
+                self.agent.send_request(method="INVITE", uri=None, headers=hdrs, body=body,
+                                        dialog_id=self.id, conn=self.req._conn, on_sent=on_sent)
+            except DrachtioError as exc:
+                restore()
+                out.fail(exc)
+                release()
+
+        with self._lock:
+            busy = self._modify_busy
+            if busy:
+                self._modify_waiting.append(start)
+            else:
+                self._modify_busy = True
+        if not busy:
+            start(None)
+        return out.returned(self)
+
+    # -- generic in-dialog request -----------------------------------------------------------------
+    def request(self, opts: Any = None, callback: Any = None, *, method: str | None = None,
+                headers: Mapping[str, Any] | None = None, body: str | None = None, auth: Any = None,
+                no_ack: bool | None = None) -> Any:
+        """Send a request inside the dialog.  cb(err, res[, ack])|Future of the final response."""
+        opts, callback = _split_args(opts, callback)
+        o = normalize_opts(opts, method=method, headers=headers, body=body, auth=auth, no_ack=no_ack)
+        m = o.get("method")
+        if not isinstance(m, str) or m.upper() not in SIP_METHODS:
+            raise ValueError(f"opts.method is required and must be a SIP method, got {m!r}")
+        m = m.upper()
+        out = self.agent.outcome(callback)
+        hdrs = dict(o.get("headers") or {})
+        req_body = o.get("body")
+
+        def on_sent(err: BaseException | None, req: Request | None) -> None:
+            if err is not None or req is None:
+                out.fail(err or DrachtioError("request failed"))
+                return
+
+            def on_response(res: Any, ack: Any, lost: BaseException | None) -> None:
+                if lost is not None:
+                    out.fail(lost)
+                    return
+                if res.status < 200:
+                    return
+                if m == "BYE":
+                    self._ended()
+                if m == "INVITE" and 200 <= res.status < 300:
+                    if not req_body and o.get("no_ack"):
+                        if callback is not None:
+                            out.succeed(res, ack, key=dialog_key(self.id))
+                        else:
+                            out.succeed({"res": res, "ack": ack})
+                        return
+                    ack()
+                if (self.dialog_type == "SUBSCRIBE" and m == "NOTIFY"
+                        and "terminated" in (req.get("Subscription-State") or "")):
+                    frm = req.get_parsed_header("From")
+                    if self.remove_subscription(frm.uri, req.get("Event")) == 0:
+                        self._ended()
+                        self.agent.emit_on(dialog_key(self.id), self, "destroy", req)
+                out.succeed(res, key=dialog_key(self.id))
+            req._hooks.append(on_response)
+
+        try:
+            self.agent.send_request(method=m, uri=None, headers=hdrs, body=req_body, dialog_id=self.id,
+                                    conn=self.req._conn, on_sent=on_sent)
+        except DrachtioError as err:
+            out.fail(err)
+        return out.returned(self)
+
+    # -- incoming in-dialog requests (on the dialog's key) -------------------------------------------
+    def handle(self, req: Request, res: Response) -> None:
+        """Handle one in-dialog request (API-DETAILS B2/B3/B7)."""
+        if self._queue_requests:
+            self.queued_requests.append((req, res))
+            return
+        method = req.method
+        event = (method or "").lower()
+        if method == "BYE":
+            reason = "normal release"
+            if req.source == "application" and req.has("Reason"):
+                text = req.get("Reason") or ""
+                m = _REASON_TEXT.search(text)
+                reason = m.group(1) if m else text
+            self._ended()
+            res.send(200)
+            self.emit("destroy", req, reason)
+            self.remove_all_listeners()
+        elif method == "INVITE":
+            self._handle_reinvite(req, res)
+        elif method == "NOTIFY":
+            ending = (self.dialog_type == "SUBSCRIBE"
+                      and "terminated" in (req.get("Subscription-State") or ""))
+            if self.listeners("notify"):
+                self.emit("notify", req, res)
+            else:
+                res.send(200)
+            if ending:
+                # the subscription was recorded from the SUBSCRIBE's To: for a UAS dialog that is
+                # the NOTIFY's To, for a UAC dialog the NOTIFY's From (drachtio-srf used To: B7)
+                party = req.get_parsed_header("From" if self.type == "uac" else "To")
+                if self.remove_subscription(party.uri, req.get("Event")) == 0:
+                    self._ended()
+                    self.emit("destroy", req)
+        elif method in ("INFO", "REFER", "OPTIONS", "MESSAGE", "PUBLISH"):
+            if self.listeners(event):
+                self.emit(event, req, res)
+            else:
+                res.send(200)
+        elif method == "UPDATE":
+            if self.listeners("update"):
+                self.emit("update", req, res)
+            elif req.body and self.local.sdp:
+                res.send(200, {"body": self.local.sdp, "headers": {"Content-Type": "application/sdp"}})
+            else:
+                res.send(200)
+        elif method == "SUBSCRIBE":
+            expires = (req.get("Expires") or "").strip()
+            if expires.isdigit() and int(expires) == 0:
+                res.send(202)
+                self.emit("unsubscribe", req, "unsubscribe")
+            elif self.listeners("subscribe"):
+                self.emit("subscribe", req, res)
+            else:
+                res.send(489, "Bad Event - no dialog handler")
+        elif method == "ACK":
+            if req.body and not self.remote.sdp:
+                self.remote.sdp = req.body        # late offer answered in the ACK (drachtio-srf #241)
+            self.emit("ack", req)
+        elif method == "PRACK":
+            res.send(200)
+        else:
+            logger.warning("dialog %s: %s not allowed inside a dialog", self.id, method)
+            res.send(501)
+
+    def _handle_reinvite(self, req: Request, res: Response) -> None:
+        new = req.body or ""
+        old = self.remote.sdp or ""
+        refresh = bool(self.listeners("refresh")) and sdp_edit.is_refresh(old, new)
+        hold = not refresh and bool(self.listeners("hold")) and sdp_edit.is_hold(old, new)
+        unhold = (not refresh and not hold and self.on_hold and bool(self.listeners("unhold"))
+                  and sdp_edit.is_unhold(old, new))
+        if new:
+            self.remote.sdp = new
+        if refresh:
+            self.emit("refresh", req)
+        elif hold:
+            self.local.sdp = sdp_edit.hold_answer(self.local.sdp)
+            self.on_hold = True
+            self.emit("hold", req)
+        elif unhold:
+            self.local.sdp = sdp_edit.unhold_answer(self.local.sdp)
+            self.on_hold = False
+            self.emit("unhold", req)
+        if refresh or hold or unhold or not self.listeners("modify"):
+            headers: dict[str, str] = {}
+            if self.local.contact:
+                headers["Contact"] = self.local.contact
+            if self.local.sdp:
+                headers["Content-Type"] = "application/sdp"
+            res.send(200, {"body": self.local.sdp or None, "headers": headers})
+        else:
+            self.emit("modify", req, res)
+
+
+def _shortcut(method: str) -> Callable[..., Any]:
+    def send(self: Dialog, opts: Any = None, callback: Any = None, **kwargs: Any) -> Any:
+        opts, callback = _split_args(opts, callback)
+        opts = normalize_opts(opts, **kwargs)
+        opts["method"] = method
+        return self.request(opts, callback)
+    send.__name__ = method.lower()
+    send.__doc__ = f"Send {method} inside the dialog: ``request(method='{method}', ...)``."
+    return send
+
+
+for _m in ("INFO", "NOTIFY", "REFER", "UPDATE", "MESSAGE", "OPTIONS", "INVITE", "BYE", "PRACK",
+           "PUBLISH", "SUBSCRIBE", "REGISTER", "CANCEL", "ACK"):
+    setattr(Dialog, _m.lower(), _shortcut(_m))

@@ -1,0 +1,401 @@
+"""The client's threading contract in one place.
+
+* :class:`Dispatcher` - a worker pool that runs all user code (handlers, callbacks, listeners),
+  serially per key (a dialog id, a transaction id) and in parallel across keys. It grows on demand
+  because user code may block, and idle workers exit after a few seconds.
+* :class:`Timers` - one thread running short, library-only delayed calls (timeouts, pings).
+* :class:`DrachtioFuture` - a ``concurrent.futures.Future`` whose done-callbacks run on the
+  dispatcher, never on the reader or timer thread that resolved it.
+* :class:`Completion` - the single bridge every async method uses to report its outcome either
+  as ``callback(err, *results)`` on the pool or through a :class:`DrachtioFuture`.
+
+Futures are resolved directly on the resolving thread (reader or timer), so a worker blocked in
+``future.result()`` never waits on itself.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Completion", "Dispatcher", "DrachtioFuture", "TimerHandle", "Timers"]
+
+# A ready item: (key, fn, args, kwargs). _STOP tells a worker to exit.
+_Item = tuple[Any, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_STOP: Any = None
+
+
+class Dispatcher:
+    """Worker pool with per-key serial queues. Grows on demand (handlers may block), idle workers exit.
+
+    Bookkeeping (all under one lock, one acquisition per submit and per finished task):
+
+    * ``_keys`` maps a key that has a task queued or running to a deque of its *later* tasks;
+      a key is absent when nothing for it is in flight. When a keyed task finishes, the next one
+      for that key (if any) goes to the ready queue, which keeps per-key order and fairness.
+    * every item put on the ready queue is matched by exactly one waiting worker: an idle worker
+      it claims (``_idle``), a new worker, or - at ``max_workers`` - the next worker to finish
+      (``_overflow``). So work never sits in the queue while the pool could run it.
+    """
+
+    def __init__(self, max_workers: int = 64, name: str = "drachtio-worker",
+                 idle_timeout: float = 5.0) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.max_workers = max_workers
+        self.name = name
+        self.idle_timeout = idle_timeout
+        self._ready: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._keys: dict[Hashable, deque[_Item]] = {}
+        self._workers: set[threading.Thread] = set()
+        self._idle = 0            # waiting workers not yet claimed by an item
+        self._overflow = 0        # items queued while every worker was busy at max_workers
+        self._outstanding = 0     # tasks submitted and not yet finished
+        self._counter = itertools.count(1)
+        self._closing = False     # shutdown called: accept work until drained
+        self._closed = False      # drained and workers told to stop: new work is dropped
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def submit(self, key: Hashable | None, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn(*args, **kwargs)`` on a worker; serially per ``key`` in submission order.
+
+        ``key`` None means no ordering. Exceptions raised by ``fn`` are logged, never lost.
+        After :meth:`shutdown` has finished draining, new work is dropped with a warning.
+        """
+        if not self._submit(key, fn, args, kwargs):
+            logger.warning("dispatcher %s is shut down; dropping %r (key %r)", self.name, fn, key)
+
+    @property
+    def closed(self) -> bool:
+        """True once shutdown has drained the pool; submissions are then dropped."""
+        return self._closed
+
+    def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
+        """Run what was already submitted, then stop every worker.
+
+        With ``wait``, block until the workers have exited or ``timeout`` seconds have passed.
+        Called from one of this pool's own workers it cannot wait for itself, so it returns
+        at once and the pool winds down when the calling task returns.
+        """
+        deadline = time.monotonic() + timeout
+        current = threading.current_thread()
+        with self._lock:
+            self._closing = True
+            if self._outstanding == 0:
+                self._close_locked()
+            if not wait or current in self._workers:
+                return
+            while not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._drained.wait(remaining)
+            workers = list(self._workers)
+        for t in workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in workers if t.is_alive()]
+        if alive:
+            logger.warning("dispatcher %s: workers still busy after %.1fs: %s", self.name, timeout, alive)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _submit(self, key: Hashable | None, fn: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> bool:
+        """Queue one task; False (nothing queued) when the pool is closed."""
+        item: _Item = (key, fn, args, kwargs)
+        with self._lock:
+            if self._closed:
+                return False
+            self._outstanding += 1
+            if key is not None:
+                backlog = self._keys.get(key)
+                if backlog is not None:
+                    backlog.append(item)
+                    return True
+                self._keys[key] = deque()
+            self._dispatch_locked(item)
+        return True
+
+    def _dispatch_locked(self, item: _Item) -> None:
+        """Put an item on the ready queue and make sure a worker will take it (lock held)."""
+        if self._idle > 0:
+            self._idle -= 1
+        elif len(self._workers) < self.max_workers:
+            t = threading.Thread(target=self._work, name=f"{self.name}-{next(self._counter)}",
+                                 daemon=True)
+            self._workers.add(t)
+            t.start()
+        else:
+            self._overflow += 1
+        self._ready.put(item)
+
+    def _close_locked(self) -> None:
+        """Drained while closing: tell every worker to stop (lock held)."""
+        self._closed = True
+        for _ in range(len(self._workers)):
+            self._ready.put(_STOP)
+        self._drained.notify_all()
+
+    def _work(self) -> None:
+        """Worker loop: take ready items, run them, hand a key's next task on, exit when idle."""
+        get = self._ready.get
+        lock = self._lock
+        me = threading.current_thread()
+        while True:
+            try:
+                item = get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with lock:
+                    # An unclaimed idle slot exists: this worker can be the one that leaves.
+                    # Otherwise an item is on its way to us; wait again.
+                    if self._idle > 0 or self._closed:
+                        if self._idle > 0:
+                            self._idle -= 1
+                        self._workers.discard(me)
+                        return
+                continue
+            if item is None:  # _STOP
+                with lock:
+                    self._workers.discard(me)
+                return
+            key, fn, args, kwargs = item
+            try:
+                fn(*args, **kwargs)
+            except BaseException:  # a task must never take its worker down
+                logger.exception("task %r (key %r) raised", fn, key)
+            with lock:
+                self._outstanding -= 1
+                handed_on = False
+                if key is not None:
+                    backlog = self._keys[key]
+                    if backlog:
+                        # This worker stays claimed by the item it queues.
+                        self._ready.put(backlog.popleft())
+                        handed_on = True
+                    else:
+                        del self._keys[key]
+                if not handed_on:
+                    if self._overflow > 0:
+                        self._overflow -= 1
+                    else:
+                        self._idle += 1
+                if self._closing and not self._closed and self._outstanding == 0:
+                    self._close_locked()
+            del item, fn, args, kwargs
+
+
+class TimerHandle:
+    """A scheduled call; :meth:`cancel` prevents it from running if it has not started."""
+
+    __slots__ = ("args", "cancelled", "fn", "when")
+
+    def __init__(self, when: float, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.when = when
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Cancel the call (no effect once it ran)."""
+        self.cancelled = True
+        self.fn = _noop
+        self.args = ()
+
+
+def _noop(*_args: Any) -> None:
+    return None
+
+
+class Timers:
+    """One thread running delayed calls (timeouts, ping, reconnect). Never runs user code itself.
+
+    Callbacks run on the timer thread and must be short: complete a Completion, queue a send,
+    submit to the dispatcher. The thread starts with the first :meth:`call_later`.
+    """
+
+    def __init__(self, name: str = "drachtio-timers") -> None:
+        self.name = name
+        self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``fn(*args)`` on the timer thread after ``delay`` seconds; returns a cancellable handle.
+
+        After :meth:`shutdown` the call is dropped (the returned handle is already cancelled).
+        """
+        handle = TimerHandle(time.monotonic() + max(0.0, delay), fn, args)
+        with self._cond:
+            if self._closed:
+                logger.warning("timers %s are shut down; dropping %r", self.name, fn)
+                handle.cancel()
+                return handle
+            heapq.heappush(self._heap, (handle.when, next(self._seq), handle))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is handle:
+                self._cond.notify()
+        return handle
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`shutdown`; a Timers object is not restartable (make a new one)."""
+        return self._closed
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Drop pending calls and stop the thread (joined unless called from a timer callback)."""
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify()
+            t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+            if t.is_alive():
+                logger.warning("timer thread %s did not stop within %.1fs", self.name, timeout)
+
+    def _run(self) -> None:
+        cond = self._cond
+        heap = self._heap
+        while True:
+            with cond:
+                while True:
+                    if self._closed:
+                        return
+                    if not heap:
+                        cond.wait()
+                        continue
+                    when, _, handle = heap[0]
+                    if handle.cancelled:
+                        heapq.heappop(heap)
+                        continue
+                    wait = when - time.monotonic()
+                    if wait <= 0:
+                        heapq.heappop(heap)
+                        break
+                    cond.wait(wait)
+            fn, args = handle.fn, handle.args
+            handle.cancel()  # mark spent; drops references
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("timer callback %r raised", fn)
+
+
+class DrachtioFuture(concurrent.futures.Future):
+    """A Future whose ``add_done_callback`` callbacks run on the dispatcher.
+
+    The library resolves futures on its reader/timer threads so that a worker blocked in
+    ``result()`` is never needed to resolve it; user callbacks still never run on those threads.
+    ``asyncio`` users can ``await asyncio.wrap_future(fut)``.
+    """
+
+    def __init__(self, dispatcher: Dispatcher | None = None, key: Hashable | None = None) -> None:
+        super().__init__()
+        self._dispatcher = dispatcher
+        self._key = key
+
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future], object]) -> None:
+        """Call ``fn(future)`` on a dispatcher worker once the future is done (even if it already is)."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            super().add_done_callback(fn)
+            return
+        key = self._key
+
+        def hop(fut: concurrent.futures.Future) -> None:
+            if not dispatcher._submit(key, fn, (fut,), {}):
+                # The pool is gone (after disconnect): running here beats never running at all.
+                try:
+                    fn(fut)
+                except Exception:
+                    logger.exception("done callback %r raised", fn)
+
+        super().add_done_callback(hop)
+
+
+_completion_lock = threading.Lock()
+
+
+class Completion:
+    """The single callback-or-Future bridge used by every async method.
+
+    Given a ``callback``, outcomes are delivered as ``callback(None, *results)`` or
+    ``callback(err)`` on the dispatcher (serial on ``key``). Without one, :attr:`future` is a
+    :class:`DrachtioFuture`, resolved directly on the calling thread. Only the first
+    ``succeed``/``fail`` counts; later calls are ignored (logged at debug).
+    """
+
+    __slots__ = ("_callback", "_dispatcher", "_done", "_key", "future")
+
+    def __init__(self, dispatcher: Dispatcher, callback: Callable[..., Any] | None,
+                 key: Hashable | None = None) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        self._dispatcher = dispatcher
+        self._callback = callback
+        self._key = key
+        self.future: DrachtioFuture | None = None if callback is not None else DrachtioFuture(dispatcher, key)
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once succeed/fail ran (or the user cancelled the future)."""
+        return self._done or (self.future is not None and self.future.done())
+
+    def _claim(self, what: str) -> bool:
+        with _completion_lock:
+            if self._done:
+                logger.debug("completion already done; ignoring %s", what)
+                return False
+            self._done = True
+            return True
+
+    def succeed(self, *results: Any) -> None:
+        """Report success: ``callback(None, *results)``, or the future's result.
+
+        The future gets ``results[0]`` for one result, None for none, the tuple for several.
+        """
+        if not self._claim("succeed"):
+            return
+        if self._callback is not None:
+            self._dispatcher.submit(self._key, self._callback, None, *results)
+            return
+        assert self.future is not None
+        value = results[0] if len(results) == 1 else (results or None)
+        try:
+            self.future.set_result(value)
+        except concurrent.futures.InvalidStateError:
+            logger.debug("future was cancelled before its result arrived")
+
+    def fail(self, err: BaseException) -> None:
+        """Report failure: ``callback(err)``, or the future's exception."""
+        if not self._claim("fail"):
+            return
+        if self._callback is not None:
+            self._dispatcher.submit(self._key, self._callback, err)
+            return
+        assert self.future is not None
+        try:
+            self.future.set_exception(err)
+        except concurrent.futures.InvalidStateError:
+            logger.debug("future was cancelled before its error arrived: %r", err)
+
+    def returned(self, value_with_callback: Any = None) -> Any:
+        """What the API method returns: the future, or ``value_with_callback`` when a callback was given."""
+        return self.future if self.future is not None else value_with_callback

@@ -1,0 +1,172 @@
+"""The one table of JavaScript-style names, and option-dict normalisation.
+
+PEP 8 names are canonical.  Each class listed in :data:`ALIASES` gets, through
+:func:`install_aliases`, its JS names as class attributes bound to the *same* object as the PEP 8
+name (``Srf.createUAS is Srf.create_uas``).  Instance attributes that are not properties get a
+forwarding property, so ``dialog.onHold`` reads and writes ``dialog.on_hold``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping, TypeVar
+
+__all__ = ["ALIASES", "OPTION_NAMES", "install_aliases", "normalize_opts", "to_snake"]
+
+T = TypeVar("T", bound=type)
+
+# JS name -> PEP 8 name, per class name.
+ALIASES: dict[str, dict[str, str]] = {
+    "Srf": {
+        "createUAS": "create_uas",
+        "createUAC": "create_uac",
+        "createB2BUA": "create_b2bua",
+        "proxyRequest": "proxy_request",
+        "findDialogById": "find_dialog_by_id",
+        "findDialogByCallIDAndFromTag": "find_dialog_by_call_id_and_from_tag",
+        "addDialog": "add_dialog",
+        "removeDialog": "remove_dialog",
+        "endSession": "end_session",
+        "unregisterForMessages": "unregister_for_messages",
+        "reregisterForMessages": "reregister_for_messages",
+        "parseUri": "parse_uri",
+        "stringifyUri": "stringify_uri",
+    },
+    "Dialog": {
+        "dialogType": "dialog_type",
+        "onHold": "on_hold",
+        "subscribeEvent": "subscribe_event",
+        "toJSON": "to_json",
+        "getCountOfSubscriptions": "get_count_of_subscriptions",
+        "addSubscription": "add_subscription",
+        "removeSubscription": "remove_subscription",
+        "queueRequests": "queue_requests",
+    },
+    "SipInfo": {"callId": "call_id", "localTag": "local_tag", "remoteTag": "remote_tag"},
+    "Request": {
+        "stackTime": "stack_time",
+        "stackTxnId": "stack_txn_id",
+        "stackDialogId": "stack_dialog_id",
+        "isNewInvite": "is_new_invite",
+        "receivedOn": "received_on",
+        "sessionToken": "session_token",
+        "callingNumber": "calling_number",
+        "callingName": "calling_name",
+        "calledNumber": "called_number",
+        "canFormDialog": "can_form_dialog",
+        "getParsedHeader": "get_parsed_header",
+        "callId": "call_id",
+        "toJSON": "to_json",
+    },
+    "Response": {
+        "statusCode": "status_code",
+        "finalResponseSent": "final_response_sent",
+        "headersSent": "headers_sent",
+        "stackTime": "stack_time",
+        "stackTxnId": "stack_txn_id",
+        "stackDialogId": "stack_dialog_id",
+        "getParsedHeader": "get_parsed_header",
+        "getHeader": "get_header",
+        "setHeader": "set_header",
+        "removeHeader": "remove_header",
+        "toJSON": "to_json",
+    },
+}
+
+# JS option key -> PEP 8 option key, for keys the generic camelCase rule would get wrong or that
+# are worth stating.  Any other camelCase key is converted by :func:`to_snake`.
+OPTION_NAMES: dict[str, str] = {
+    "localSdp": "local_sdp",
+    "localSdpA": "local_sdp_a",
+    "localSdpB": "local_sdp_b",
+    "noAck": "no_ack",
+    "callingNumber": "calling_number",
+    "callingName": "calling_name",
+    "calledNumber": "called_number",
+    "followRedirects": "follow_redirects",
+    "keepUriOnRedirect": "keep_uri_on_redirect",
+    "enablePing": "enable_ping",
+    "pingInterval": "ping_interval",
+    "retryMaxDelay": "retry_max_delay",
+    "maxAttempts": "max_attempts",
+    "connectTimeout": "connect_timeout",
+    "cbRequest": "cb_request",
+    "cbProvisional": "cb_provisional",
+    "cbFinalizedUac": "cb_finalized_uac",
+    "responseHeaders": "response_headers",
+    "proxyRequestHeaders": "proxy_request_headers",
+    "proxyResponseHeaders": "proxy_response_headers",
+    "passFailure": "pass_failure",
+    "passProvisionalResponses": "pass_provisional_responses",
+    "remainInDialog": "remain_in_dialog",
+    "recordRoute": "record_route",
+    "provisionalTimeout": "provisional_timeout",
+    "finalTimeout": "final_timeout",
+    "fullResponse": "full_response",
+    "stackDialogId": "stack_dialog_id",
+    "stackTxnId": "stack_txn_id",
+    "dialogStateEmitter": "dialog_state_emitter",
+}
+
+# option values that are themselves option dicts (normalised too); 'headers' never is.
+_NESTED = {"reconnect", "progress"}
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def to_snake(name: str) -> str:
+    """``localSdp`` -> ``local_sdp``; names without capitals are returned unchanged."""
+    if name in OPTION_NAMES:
+        return OPTION_NAMES[name]
+    return _CAMEL.sub(lambda m: "_" + m.group(1), name).lower() if name != name.lower() else name
+
+
+def normalize_opts(opts: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Merge a JS-style option dict and keyword options into one dict with PEP 8 keys.
+
+    Keyword arguments win over dict entries.  ``headers`` (and any other value) is kept as given;
+    nested option dicts such as ``reconnect`` are normalised too.
+    """
+    out: dict[str, Any] = {}
+    for source in (opts or {}, kwargs):
+        for key, value in source.items():
+            if source is kwargs and value is None:
+                continue
+            skey = to_snake(key)
+            if skey in _NESTED and isinstance(value, Mapping):
+                value = normalize_opts(value)
+            out[skey] = value
+    return out
+
+
+def _forwarding_property(name: str) -> property:
+    def fget(self: Any) -> Any:
+        return getattr(self, name)
+
+    def fset(self: Any, value: Any) -> None:
+        setattr(self, name, value)
+
+    return property(fget, fset, doc=f"JS alias of ``{name}``")
+
+
+def install_aliases(cls: T, table: Mapping[str, str] | None = None) -> T:
+    """Class decorator: add the JS names of ``ALIASES[cls.__name__]`` (or ``table``) to ``cls``.
+
+    A name that resolves to a class attribute (method, property, staticmethod) is aliased to that
+    very object; a plain instance attribute gets a forwarding property.
+    """
+    entries = table if table is not None else ALIASES.get(cls.__name__, {})
+    for js_name, py_name in entries.items():
+        target = None
+        for klass in cls.__mro__:
+            if py_name in klass.__dict__:
+                target = klass.__dict__[py_name]
+                break
+        setattr(cls, js_name, target if target is not None else _forwarding_property(py_name))
+    return cls
+
+
+def alias(cls_name: str) -> Callable[[T], T]:
+    """Decorator form with an explicit table name (for subclasses named differently)."""
+    def deco(cls: T) -> T:
+        return install_aliases(cls, ALIASES.get(cls_name, {}))
+    return deco

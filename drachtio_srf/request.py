@@ -1,0 +1,268 @@
+"""Request: a SIP request received from the network or sent by the application.
+
+It wraps a :class:`~drachtio_srf.sip.SipMessage` (header access is delegated to it) and adds the
+transport meta the server sent with it.  Events (emitted on the dispatcher, never on a reader
+thread): ``cancel(msg)`` for an incoming INVITE the far end canceled, ``response(res, ack)`` for a
+request we sent, ``update(req, res)`` for an UPDATE during an INVITE, ``authenticate(req)``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from pyee import EventEmitter
+
+from .names import install_aliases, normalize_opts
+
+if TYPE_CHECKING:
+    from .agent import Agent, ServerConn
+    from .response import Response
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Request"]
+
+
+@install_aliases
+class Request(EventEmitter):
+    """An incoming or sent SIP request, with its drachtio meta."""
+
+    def __init__(self, msg: Any = None, meta: Any = None, *, agent: Agent | None = None,
+                 conn: ServerConn | None = None) -> None:
+        super().__init__()
+        if msg is None:
+            from .sip import SipMessage
+            msg = SipMessage()
+        self.msg = msg
+        self.agent = agent
+        self._conn = conn
+        self.srf: Any = agent.srf if agent is not None else None
+        self._res: Response | None = None
+        self.canceled = False
+        self.auth: Any = None
+        self.source: str | None = None
+        self.source_address: str | None = None
+        self.source_port: int | None = None
+        self.protocol: str | None = None
+        self.stack_time: str | None = None
+        self.stack_txn_id: str | None = None
+        self.stack_dialog_id: str | None = None
+        self.server: dict[str, Any] | None = None
+        self.received_on: str | None = None
+        self.session_token: str | None = None
+        # library internals: dispatch key for this request's events, and hooks the library runs
+        # itself (on the reader thread) when responses arrive or the connection is lost.
+        self._key: Any = None
+        self._hooks: list[Callable[..., None]] = []
+        self._cancel_hooks: list[Callable[[Any], None]] = []
+        if meta is not None:
+            self.meta = meta
+
+    # -- meta ---------------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {"source": self.source, "source_address": self.source_address,
+                "source_port": self.source_port, "protocol": self.protocol,
+                "time": self.stack_time, "transactionId": self.stack_txn_id,
+                "dialogId": self.stack_dialog_id}
+
+    @meta.setter
+    def meta(self, meta: Any) -> None:
+        self.source = meta.source
+        self.source_address = meta.address
+        self.source_port = int(meta.port) if meta.port else 5060
+        self.protocol = meta.protocol
+        self.stack_time = meta.time
+        self.stack_txn_id = meta.txn_id
+        self.stack_dialog_id = meta.dialog_id or ""
+        if getattr(meta, "received_on", None):
+            self.received_on = meta.received_on
+        if getattr(meta, "session_token", None):
+            self.session_token = meta.session_token
+
+    @property
+    def res(self) -> Response | None:
+        return self._res
+
+    @res.setter
+    def res(self, value: Response | None) -> None:
+        self._res = value
+
+    # -- delegated to the SipMessage ------------------------------------------------------------
+    def get(self, name: str) -> str | None:
+        return self.msg.get(name)
+
+    def has(self, name: str) -> bool:
+        return self.msg.has(name)
+
+    def set(self, name: Any, value: Any = None) -> Request:
+        if value is None:
+            self.msg.set(name)
+        else:
+            self.msg.set(name, value)
+        return self
+
+    def get_parsed_header(self, name: str) -> Any:
+        return self.msg.get_parsed_header(name)
+
+    @property
+    def method(self) -> str | None:
+        return self.msg.method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        self.msg.method = value
+
+    @property
+    def uri(self) -> str | None:
+        return self.msg.uri
+
+    @uri.setter
+    def uri(self, value: str) -> None:
+        self.msg.uri = value
+
+    url = uri
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.msg.headers
+
+    @property
+    def body(self) -> str:
+        return self.msg.body
+
+    @body.setter
+    def body(self, value: str) -> None:
+        self.msg.body = value
+
+    @property
+    def sdp(self) -> str:
+        """The body (drachtio apps use it for the SDP)."""
+        return self.msg.body
+
+    @property
+    def payload(self) -> Any:
+        return self.msg.payload
+
+    @property
+    def type(self) -> str:
+        return self.msg.type
+
+    @property
+    def raw(self) -> str | None:
+        return self.msg.raw
+
+    @property
+    def calling_number(self) -> Any:
+        return self.msg.calling_number
+
+    @property
+    def calling_name(self) -> Any:
+        return self.msg.calling_name
+
+    @property
+    def called_number(self) -> Any:
+        return self.msg.called_number
+
+    @property
+    def can_form_dialog(self) -> bool:
+        return self.msg.can_form_dialog
+
+    @property
+    def call_id(self) -> str | None:
+        return self.msg.get("Call-ID")
+
+    @property
+    def from_(self) -> str | None:
+        return self.msg.get("From")
+
+    @property
+    def to(self) -> str | None:
+        return self.msg.get("To")
+
+    @property
+    def is_new_invite(self) -> bool:
+        """An INVITE whose To has no tag (not a re-INVITE)."""
+        if self.method != "INVITE":
+            return False
+        to = self.msg.get("To") or ""
+        return ";tag=" not in to.replace(" ", "").lower()
+
+    @property
+    def registration(self) -> dict[str, Any] | None:
+        """For a REGISTER: ``{type: 'register'|'unregister', expires, contact, aor}``, else None."""
+        if self.method != "REGISTER":
+            return None
+        contacts: Any = []
+        expires: int | None = None
+        try:
+            contacts = self.msg.get_parsed_header("Contact") if self.has("Contact") else []
+        except Exception:  # noqa: BLE001 - a bad Contact leaves the list empty
+            logger.debug("unparseable Contact in REGISTER", exc_info=True)
+        if isinstance(contacts, list) and contacts:
+            value = (contacts[0].get("params") or {}).get("expires")
+            if value is not None:
+                try:
+                    expires = int(value)
+                except ValueError:
+                    expires = None
+        if expires is None and self.has("Expires"):
+            try:
+                expires = int((self.get("Expires") or "").strip())
+            except ValueError:
+                expires = None
+        if contacts == "*" or (self.get("Contact") or "").strip() == "*":
+            expires = 0 if expires is None else expires
+        aor = None
+        try:
+            aor = self.msg.get_parsed_header("To").uri
+        except Exception:  # noqa: BLE001
+            logger.debug("unparseable To in REGISTER", exc_info=True)
+        return {"type": "unregister" if expires == 0 else "register", "expires": expires,
+                "contact": contacts, "aor": aor}
+
+    # -- actions ----------------------------------------------------------------------------
+    def cancel(self, opts: dict[str, Any] | Callable[..., Any] | None = None,
+               callback: Callable[..., Any] | None = None, *, headers: dict[str, Any] | None = None) -> Any:
+        """CANCEL this INVITE we sent (``opts.headers`` are added).  cb|Future of the CANCEL sent."""
+        if callable(opts):
+            callback, opts = opts, None
+        o = normalize_opts(opts, headers=headers)
+        if self.agent is None or self.source != "application":
+            raise RuntimeError("Request.cancel can only be used for a request the application sent")
+        return self.agent.cancel_request(self, o.get("headers") or {}, callback)
+
+    def proxy(self, opts: dict[str, Any] | Callable[..., Any] | None = None,
+              callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+        """Proxy this incoming request (see ``Srf.proxy_request``).  cb|Future of the results."""
+        if callable(opts):
+            callback, opts = opts, None
+        if self.source != "network":
+            raise RuntimeError("Request.proxy can only be used for incoming requests")
+        if self.agent is None:
+            raise RuntimeError("request is not attached to a connection")
+        return self.agent.proxy(self, normalize_opts(opts, **kwargs), callback)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"msg": str(self.msg), "source": self.source, "source_address": self.source_address,
+                "source_port": self.source_port, "protocol": self.protocol,
+                "stackTime": self.stack_time, "stackDialogId": self.stack_dialog_id,
+                "stackTxnId": self.stack_txn_id}
+
+    def __str__(self) -> str:
+        return str(self.msg)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri} txn={self.stack_txn_id}>"
+
+    # -- internal ------------------------------------------------------------------------
+    def _far_end_canceled(self, cancel_msg: Any) -> None:
+        """The far end sent CANCEL for this INVITE (reader thread): run hooks, emit ``cancel``."""
+        self.canceled = True
+        for hook in list(self._cancel_hooks):
+            try:
+                hook(cancel_msg)
+            except Exception:
+                logger.exception("cancel hook failed")
+        if self.agent is not None:
+            self.agent.emit_on(self._key, self, "cancel", cancel_msg)

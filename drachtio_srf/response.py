@@ -1,0 +1,223 @@
+"""Response: the answer the application sends to a Request, or one it received.
+
+``send`` accepts every drachtio-srf argument form::
+
+    send(status)                      send(status, reason)
+    send(status, opts)                send(status, reason, opts)
+    send(status, callback)            send(status, opts, callback, fn_ack)
+    send(status, reason, opts, callback, fn_ack)
+
+(plus ``headers=``/``body=`` keywords).  ``callback(err, sent_msg)`` runs when the server echoes
+what it sent; ``fn_ack(req)`` runs when the ACK (to a 200) or PRACK (to a reliable 1xx) arrives.
+Events: ``end({status, reason})`` as soon as a final response is sent, ``finish`` after it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pyee import EventEmitter
+
+from .names import install_aliases
+
+if TYPE_CHECKING:
+    from .agent import Agent, ServerConn
+    from .request import Request
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Response"]
+
+
+@install_aliases
+class Response(EventEmitter):
+    """A SIP response: to be sent by the application, or received for a request it sent."""
+
+    def __init__(self, agent: Agent | None = None, conn: ServerConn | None = None, msg: Any = None) -> None:
+        super().__init__()
+        if msg is None:
+            from .sip import SipMessage
+            msg = SipMessage()
+        self.msg = msg
+        self.agent = agent
+        self._conn = conn
+        self.srf: Any = agent.srf if agent is not None else None
+        self._req: Request | None = None
+        self.finished = False
+        self._status: int | None = getattr(msg, "status", None)
+        self.source: str | None = None
+        self.source_address: str | None = None
+        self.source_port: int | None = None
+        self.protocol: str | None = None
+        self.stack_time: str | None = None
+        self.stack_txn_id: str | None = None
+        self.stack_dialog_id: str | None = None
+        self._send_disabled = False   # unsolicited BYE from the server: nothing to answer
+
+    # -- meta and request link ----------------------------------------------------------
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {"source": self.source, "source_address": self.source_address,
+                "source_port": self.source_port, "protocol": self.protocol,
+                "time": self.stack_time, "transactionId": self.stack_txn_id,
+                "dialogId": self.stack_dialog_id}
+
+    @meta.setter
+    def meta(self, meta: Any) -> None:
+        self.source = meta.source
+        self.source_address = meta.address
+        self.source_port = int(meta.port) if meta.port else 5060
+        self.protocol = meta.protocol
+        self.stack_time = meta.time
+        self.stack_txn_id = meta.txn_id
+        self.stack_dialog_id = meta.dialog_id or ""
+
+    @property
+    def req(self) -> Request | None:
+        return self._req
+
+    @req.setter
+    def req(self, req: Request) -> None:
+        """Link to the request; for a response we will send, copy its dialog-forming headers."""
+        self._req = req
+        if self.msg.type != "response" or self.msg.status is None:
+            for name in ("Call-ID", "CSeq", "From", "To"):
+                value = req.get(name)
+                if value is not None and not self.msg.has(name):
+                    self.msg.set(name, value)
+
+    # -- status ---------------------------------------------------------------------------
+    @property
+    def status(self) -> int | None:
+        return self._status if self._status is not None else self.msg.status
+
+    @status.setter
+    def status(self, value: int) -> None:
+        self._status = value
+
+    status_code = status
+
+    @property
+    def reason(self) -> str | None:
+        return self.msg.reason
+
+    @property
+    def final_response_sent(self) -> bool:
+        return self.finished
+
+    @property
+    def headers_sent(self) -> bool:
+        return self.finished
+
+    # -- header access ----------------------------------------------------------------------
+    def get(self, name: str) -> str | None:
+        return self.msg.get(name)
+
+    def has(self, name: str) -> bool:
+        return self.msg.has(name)
+
+    def set(self, name: Any, value: Any = None) -> Response:
+        if value is None:
+            self.msg.set(name)
+        else:
+            self.msg.set(name, value)
+        return self
+
+    def get_parsed_header(self, name: str) -> Any:
+        return self.msg.get_parsed_header(name)
+
+    get_header = get
+
+    def set_header(self, name: str, value: Any) -> Response:
+        return self.set(name, value)
+
+    def remove_header(self, name: str) -> None:
+        """Express compatibility; headers are not removed (as drachtio-srf)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.msg.headers
+
+    @property
+    def body(self) -> str:
+        return self.msg.body
+
+    @property
+    def payload(self) -> Any:
+        return self.msg.payload
+
+    @property
+    def type(self) -> str:
+        return self.msg.type
+
+    @property
+    def raw(self) -> str | None:
+        return self.msg.raw
+
+    # -- sending ----------------------------------------------------------------------------
+    def send(self, status: int, reason: Any = None, opts: Any = None, callback: Any = None,
+             fn_ack: Any = None, *, headers: Mapping[str, Any] | None = None, body: str | None = None,
+             _on_echo: Callable[..., None] | None = None) -> Any:
+        """Send this response; returns a Future of the sent message when no callback is given."""
+        from .sip import STATUS_REASONS
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 699:
+            raise ValueError(f"Response.send: status must be a SIP status code, got {status!r}")
+        if callable(reason):                      # send(s, cb[, fn_ack])
+            reason, opts, callback, fn_ack = None, None, reason, opts
+        elif isinstance(reason, Mapping):         # send(s, opts[, cb[, fn_ack]])
+            reason, opts, callback, fn_ack = None, reason, opts, callback
+        elif callable(opts):                      # send(s, reason, cb[, fn_ack])
+            opts, callback, fn_ack = None, opts, callback
+        options = dict(opts or {})
+        hdrs = dict(options.get("headers") or {})
+        if headers:
+            hdrs.update(headers)
+        if body is None:
+            body = options.get("body")
+        if self._send_disabled:
+            logger.debug("response to an unsolicited request: nothing sent")
+            return None
+        if self.finished:
+            err = RuntimeError("Response.send: final response already sent")
+            if _on_echo is not None:
+                _on_echo(err, None)
+                return None
+            if callback is not None:
+                if self.agent is not None:
+                    self.agent.dispatcher.submit(None, callback, err)
+                return None
+            logger.debug("Response.send: final response already sent; ignored")
+            return None
+        if self.agent is None or self._req is None:
+            raise RuntimeError("Response.send: response is not attached to a request")
+        self._status = status
+        self.msg.status = status
+        self.msg.reason = reason or STATUS_REASONS.get(status, "")
+        # the application may choose the To tag: move it onto our copy of the request's To
+        for key in [k for k in hdrs if k.lower() == "to"]:
+            to_value = str(hdrs.pop(key))
+            idx = to_value.find("tag=")
+            current = self.msg.get("To")
+            if idx >= 0 and current is not None and "tag=" not in current:
+                self.msg.replace("To", f"{current};tag={to_value[idx + 4:]}")
+        result = self.agent.send_response(self, hdrs, body, callback, fn_ack, on_echo=_on_echo)
+        if status >= 200:
+            self.finished = True
+            self.emit("end", {"status": status, "reason": self.msg.reason})
+        return result
+
+    def end(self, data: Any = None, callback: Callable[..., Any] | None = None) -> Any:
+        """Express compatibility: send the current status (200 when unset)."""
+        if self.finished:
+            raise RuntimeError("Response.end after the response is finished")
+        status = self._status or 200
+        return self.send(status, {"body": data} if isinstance(data, str) else None, callback)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"msg": str(self.msg), "source": self.source, "source_address": self.source_address,
+                "source_port": self.source_port, "protocol": self.protocol,
+                "stackTime": self.stack_time, "stackDialogId": self.stack_dialog_id,
+                "stackTxnId": self.stack_txn_id}
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"

@@ -1,0 +1,140 @@
+"""Embedded drachtio-compatible server (asyncio), usable in-process or as ``python -m drachtio_srf.server``.
+
+``EmbeddedServer`` runs the server's event loop in a background thread::
+
+    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru")
+    s.start()            # returns once both ports are bound
+    s.admin_port, s.sip_port
+    s.stop()
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Iterable
+
+from drachtio_srf.server.core import DEFAULT_VERSION, Core, ServerConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EmbeddedServer", "ServerConfig", "parse_contact"]
+
+
+def parse_contact(contact: str) -> tuple[str, int, tuple[str, ...]]:
+    """``sip:127.0.0.1:5060;transport=udp,tcp`` -> (host, port, ('udp', 'tcp'))."""
+    m = re.fullmatch(r"\s*<?sips?:(?:[^@]*@)?(\[[^\]]+\]|[^:;>]+)(?::(\d+))?([^>]*)>?\s*", contact)
+    if not m:
+        raise ValueError(f"invalid contact {contact!r}: expected sip:host[:port][;transport=udp,tcp]")
+    host = m.group(1).strip("[]")
+    port = int(m.group(2)) if m.group(2) else 5060
+    transports: tuple[str, ...] = ("udp", "tcp")
+    t = re.search(r";\s*transport=([A-Za-z,]+)", m.group(3) or "", re.IGNORECASE)
+    if t:
+        transports = tuple(x.lower() for x in t.group(1).split(",") if x)
+        unsupported = [x for x in transports if x not in ("udp", "tcp")]
+        if unsupported:
+            raise ValueError(f"unsupported transport(s) {unsupported} in contact {contact!r}")
+    return host, port, transports
+
+
+class EmbeddedServer:
+    """The server on its own event-loop thread (for tests and in-process use)."""
+
+    def __init__(self, admin_port: int = 0, sip_port: int | None = 0, secret: str = "cymru", *,
+                 address: str = "127.0.0.1", sip_host: str | None = None,
+                 contact: str | None = None, transports: Iterable[str] = ("udp", "tcp"),
+                 version: str = DEFAULT_VERSION, external_host: str | None = None,
+                 outbound_proxy: str | None = None, cdrs: bool = False, t1: float | None = None) -> None:
+        host = sip_host or address
+        trans = tuple(transports)
+        port = sip_port
+        if contact:
+            c_host, c_port, trans = parse_contact(contact)
+            host = sip_host or c_host
+            if sip_port is None:
+                port = c_port
+        self.config = ServerConfig(
+            admin_host=address, admin_port=admin_port, secret=secret, sip_host=host,
+            sip_port=port or 0, transports=trans, external_host=external_host, version=version,
+            outbound_proxy=outbound_proxy, cdrs=cdrs, t1=t1)
+        self.core: Core | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def admin_port(self) -> int:
+        return self.config.admin_port
+
+    @property
+    def sip_port(self) -> int:
+        return self.config.sip_port
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def start(self, timeout: float = 10.0) -> EmbeddedServer:
+        """Start the loop thread and bind the ports; raises what binding raised."""
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        self._thread = threading.Thread(target=self._run, name="drachtio-server", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("embedded server did not start in time")
+        if self._error is not None:
+            self._thread.join(timeout)
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            self.core = Core(self.config)
+            loop.run_until_complete(self.core.start())
+        except BaseException as err:  # noqa: BLE001 - handed to start()
+            self._error = err
+            self._started.set()
+            loop.close()
+            return
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                loop.run_until_complete(self.core.stop())
+                loop.run_until_complete(asyncio.sleep(0))
+            except Exception:
+                logger.exception("error stopping the server")
+            loop.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server and join its thread (idempotent)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        self._thread = None
+
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the server loop and return its result (for tests and tools)."""
+        assert self._loop is not None
+        fut: asyncio.Future = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
+        return fut.result(10)
+
+    def __enter__(self) -> EmbeddedServer:  # noqa: PYI034 - Self needs 3.11
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _call(fn, *args):
+    return fn(*args)

@@ -1,0 +1,192 @@
+"""Admin (control protocol) connections of the embedded server.
+
+One :class:`ControlConnection` per app connection: it frames with ``wire.FrameDecoder`` and answers
+``authenticate``, ``route``, ``remove_route`` and ``ping`` itself; ``sip`` and ``proxy`` go to the
+core.  A malformed frame closes that connection only (PROTOCOL.md 3.5).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from drachtio_srf import wire
+
+if TYPE_CHECKING:  # pragma: no cover
+    from drachtio_srf.server.core import Core
+
+logger = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+
+
+class Router:
+    """Verb -> connections that routed it, served round-robin (PROTOCOL.md 2.1)."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, list[ControlConnection]] = {}
+        self._next: dict[str, int] = {}
+
+    def add(self, verb: str, conn: ControlConnection) -> None:
+        # stored as given: the server lower-cases the method but not the verb
+        self._routes.setdefault(verb, []).append(conn)
+
+    def remove_connection(self, conn: ControlConnection) -> None:
+        """Drop every route of ``conn`` (what ``remove_route`` does, whatever the verb)."""
+        for verb in list(self._routes):
+            lst = [c for c in self._routes[verb] if c is not conn]
+            if lst:
+                self._routes[verb] = lst
+            else:
+                del self._routes[verb]
+
+    def pick(self, verb: str) -> ControlConnection | None:
+        """Next live connection for ``verb`` in rotation, or None."""
+        lst = [c for c in self._routes.get(verb, ()) if not c.closed]
+        if not lst:
+            return None
+        i = self._next.get(verb, 0) % len(lst)
+        self._next[verb] = i + 1
+        return lst[i]
+
+    def has(self, verb: str) -> bool:
+        return any(not c.closed for c in self._routes.get(verb, ()))
+
+    def verbs(self, conn: ControlConnection) -> list[str]:
+        return [v for v, lst in self._routes.items() if conn in lst]
+
+
+class ControlConnection(asyncio.Protocol):
+    """One app connection on the admin port."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.name = f"conn-{next(_ids)}"
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.closed = False
+        self.authenticated = False
+        self.tags: list[str] = []
+        self._decoder = wire.FrameDecoder()
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = (peer[0], peer[1])
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            except OSError:  # pragma: no cover - platform specific
+                pass
+        logger.info("%s: app connected from %s:%s", self.name, *self.peer)
+        self.core.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            payloads = self._decoder.feed(data)
+        except wire.WireProtocolError as err:
+            logger.warning("%s: closing connection after a malformed frame: %s", self.name, err)
+            for p in getattr(err, "frames", ()) or ():
+                self._handle(p)
+            self.close()
+            return
+        for payload in payloads:
+            if self.closed:
+                return
+            self._handle(payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+        logger.info("%s: app connection closed%s", self.name, f" ({exc})" if exc else "")
+        self.core.connection_lost(self)
+
+    # ------------------------------------------------------------------ sending
+    def send(self, payload: str) -> None:
+        """Send one frame (dropped with a debug line once the connection is closed)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            logger.debug("%s: connection closed, frame dropped: %s", self.name, payload[:120])
+            return
+        logger.debug("%s: S->A %s", self.name, payload[:300])
+        self.transport.write(wire.encode(payload))
+
+    def reply(self, in_reply_to: str, status: str, data: Iterable[Any] = (), sip: Any = None) -> None:
+        self.send(wire.reply(wire.new_id(), in_reply_to, status, data, sip))
+
+    def close(self) -> None:
+        """Close after pending output is written; routes are dropped at once."""
+        if self.closed:
+            return
+        self.closed = True
+        self.core.router.remove_connection(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------------ frames
+    def _handle(self, payload: str) -> None:
+        logger.debug("%s: A->S %s", self.name, payload[:300])
+        try:
+            frame = wire.parse(payload)
+        except wire.WireProtocolError as err:
+            logger.warning("%s: invalid message format (%s), closing", self.name, err)
+            self.send(wire.reply(wire.new_id(), payload.split("|", 1)[0][:64].strip() or "-", "NO",
+                                 ["Invalid message format"]))
+            self.close()
+            return
+        kind = frame.type
+        try:
+            if kind == "authenticate":
+                self._authenticate(frame)
+            elif kind == "route":
+                self.core.router.add(frame.field(2), self)
+                self.reply(frame.msg_id, "OK")
+            elif kind == "remove_route":
+                self.core.router.remove_connection(self)
+                self.reply(frame.msg_id, "OK")
+            elif kind == "ping":
+                self.reply(frame.msg_id, "OK", ["pong"])
+            elif kind == "sip":
+                if len(frame.fields) < 4:
+                    logger.warning("%s: sip frame with %d fields, closing", self.name, len(frame.fields))
+                    self.reply(frame.msg_id, "NO", ["Invalid message format"])
+                    self.close()
+                    return
+                self.core.handle_sip_command(self, frame)
+            elif kind == "proxy":
+                if len(frame.fields) < 4:
+                    self.reply(frame.msg_id, "NO",
+                               ["Invalid proxy request: not enough information provided"])
+                    self.close()
+                    return
+                self.core.handle_proxy_command(self, frame)
+            else:
+                logger.warning("%s: unknown message type %r, closing", self.name, kind)
+                self.reply(frame.msg_id, "NO", ["Unknown message type"])
+                self.close()
+        except Exception:  # a bug in handling one frame must not kill the connection silently
+            logger.exception("%s: error handling %s frame %s", self.name, kind, frame.msg_id)
+            if kind in ("sip", "proxy"):
+                self.reply(frame.msg_id, "NOK", ["Unknown server error"])
+
+    def _authenticate(self, frame: wire.Frame) -> None:
+        secret = frame.field(2)
+        if secret != self.core.config.secret:
+            logger.warning("%s: authentication failed (incorrect secret)", self.name)
+            self.reply(frame.msg_id, "NO", ["incorrect secret"])
+            self.close()
+            return
+        self.authenticated = True
+        tags = frame.field(3)
+        self.tags = [t for t in tags.split(",") if t] if tags else []
+        hostports = self.core.hostports()
+        self.reply(frame.msg_id, "OK", [hostports, self.core.config.version, hostports])
+        logger.info("%s: authenticated", self.name)

@@ -1,0 +1,1454 @@
+"""The drachtio side of the embedded server: apps, routes, transactions ids, dialogs, proxy.
+
+It sits between the admin connections (``control.py``) and the SIP stack (``sipstack.py``): it turns
+new requests from the network into ``sip`` frames for the app that routed the method, completes
+the responses and requests the apps send (PROTOCOL.md 4.3, 4.4, 4.8, 5.x), echoes them, routes
+in-dialog traffic to the owning connection, answers 481/503 itself and proxies on request.
+Everything runs on one asyncio loop: no locks.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import string
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from drachtio_srf import wire
+from drachtio_srf.server.control import ControlConnection, Router
+from drachtio_srf.server.dialogs import Dialog, DialogTable, dialog_id
+from drachtio_srf.sip import SipMessage, parse_uri, reason_phrase
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VERSION = "v0.9.10"
+#: methods that can reach an app as a new request (PROTOCOL.md 5.1)
+NEW_REQUEST_METHODS = frozenset(
+    ("INVITE", "REGISTER", "MESSAGE", "OPTIONS", "INFO", "NOTIFY", "SUBSCRIBE", "PUBLISH"))
+#: headers from the app the server never uses (it makes its own)
+DISCARDED = frozenset(("via", "route", "record-route", "rseq", "content-length"))
+#: headers of the app's CANCEL that are ignored
+CANCEL_IGNORED = DISCARDED | {"from", "to", "contact", "p-asserted-identity", "call-id", "cseq",
+                              "max-forwards"}
+PENDING_REQUEST_TIMEOUT = 64.0   # seconds an app has to answer a new request
+ACK_NON_SUCCESS = ("Server error: ACK for non-success final response is automatically generated "
+                   "by server")
+FAILED_INVITE_MEMORY = 32.0
+#: minimum time between the echo of an app's request and the first response frame for it.
+#: drachtio-srf attaches its response listener only after the promise of the echo resolved; a
+#: response in the same TCP read as the echo would be emitted before anyone listens.
+ECHO_GAP = 0.01      # seconds a failed INVITE's dialog id is remembered (NOK of ACK)
+
+_COMPACT = {"i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
+            "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
+            "v": "via", "o": "event", "r": "refer-to", "b": "referred-by", "u": "allow-events",
+            "x": "session-expires", "y": "identity", "d": "request-disposition"}
+_CANON = {n.lower(): n for n in (
+    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Type", "Content-Length",
+    "Content-Encoding", "Content-Disposition", "Max-Forwards", "Route", "Record-Route", "RSeq",
+    "RAck", "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization",
+    "User-Agent", "Server", "P-Asserted-Identity", "P-Preferred-Identity", "Subscription-State",
+    "Event", "Allow-Events", "Refer-To", "Referred-By", "Session-Expires", "Min-SE", "MIME-Version",
+    "SIP-ETag", "SIP-If-Match", "Expires", "Min-Expires", "Require", "Supported", "Unsupported",
+    "Allow", "Accept", "Accept-Encoding", "Accept-Language", "Subject", "Reason", "Retry-After",
+    "Timestamp", "Warning", "Date", "Path", "Privacy", "Call-Info", "Alert-Info", "Error-Info",
+    "In-Reply-To", "Organization", "Priority", "Reply-To", "Proxy-Require", "Identity",
+    "Remote-Party-ID", "Diversion", "Replaces", "Refer-Sub", "Request-Disposition")}
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+'~`]+$")
+_TAG_PARAM = re.compile(r";\s*tag\s*=\s*[^;>,\s]*", re.IGNORECASE)
+_LOCALHOST = re.compile(r"@localhost(:\d+)?", re.IGNORECASE)
+_TAG_CHARS = string.ascii_letters + string.digits
+
+
+# --------------------------------------------------------------------------- small SIP text helpers
+
+def canonical_name(name: str) -> str:
+    """Header name as the server writes it (well-known spelling, else capitalised per dash)."""
+    low = name.strip().lower()
+    low = _COMPACT.get(low, low)
+    if low in _CANON:
+        return _CANON[low]
+    if low.startswith("x-"):
+        return name.strip()
+    return "-".join(p[:1].upper() + p[1:] for p in low.split("-"))
+
+
+def split_app_message(text: str) -> tuple[str, list[tuple[str, str]], str]:
+    """Split SIP text as drachtio-server splits what an app sends (PROTOCOL.md 1.4).
+
+    Returns (start line, [(name, value)] in order, body).  The body is everything after the first
+    blank line; lines without ``:`` or with a name that is not a token are dropped.
+    """
+    head, sep, body = text.partition("\r\n\r\n")
+    if not sep:
+        head, sep, body = text.partition("\n\n")
+        if not sep:
+            body = ""
+    lines = [ln for ln in re.split(r"[\r\n]+", head)]
+    start = lines[0].strip() if lines else ""
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            continue
+        name = name.strip()
+        if not _TOKEN.match(name):
+            continue
+        headers.append((name, value.strip()))
+    return start, headers, body
+
+
+def split_values(value: str) -> list[str]:
+    """Split a header value on commas that are not inside ``<>`` or quotes."""
+    out, cur, depth, quoted = [], [], 0, False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "<":
+            depth += 1
+        elif not quoted and ch == ">":
+            depth = max(0, depth - 1)
+        if ch == "," and not quoted and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    tail = "".join(cur).strip()
+    if tail:
+        out.append(tail)
+    return [v for v in out if v]
+
+
+class AppHeaders:
+    """The header lines of a message an app sent, looked up case-insensitively (compact forms too)."""
+
+    def __init__(self, headers: Iterable[tuple[str, str]]) -> None:
+        self.items = [(_COMPACT.get(n.lower(), n.lower()), n, v) for n, v in headers]
+
+    def first(self, name: str) -> str | None:
+        for low, _, v in self.items:
+            if low == name:
+                return v
+        return None
+
+    def all(self, name: str) -> list[str]:
+        return [v for low, _, v in self.items if low == name]
+
+    def others(self, exclude: Iterable[str]) -> list[tuple[str, str]]:
+        ex = set(exclude)
+        return [(canonical_name(n), v) for low, n, v in self.items if low not in ex]
+
+
+def build_message(start_line: str, headers: Iterable[tuple[str, str]], body: str = "") -> SipMessage:
+    """A SipMessage from a start line, header lines and a body (Content-Length computed)."""
+    lines = [start_line]
+    lines += [f"{n}: {v}" for n, v in headers if n.lower() not in ("content-length", "l")]
+    lines.append(f"Content-Length: {len(body.encode('utf-8', 'surrogateescape'))}")
+    return SipMessage("\r\n".join(lines) + "\r\n\r\n" + body)
+
+
+def new_tag() -> str:
+    """A To/From tag like the server's stack makes (13 alphanumerics)."""
+    return "".join(random.choice(_TAG_CHARS) for _ in range(13))
+
+
+def tag_of(value: str | None) -> str | None:
+    """The ``tag`` parameter of a From/To header value (what follows ``tag=``), if any."""
+    if not value:
+        return None
+    m = re.search(r";\s*tag\s*=\s*([^;>,\s]+)", value, re.IGNORECASE)
+    return m.group(1) if m else None
+
+
+def with_tag(value: str, tag: str) -> str:
+    """The header value with its tag replaced by (or set to) ``tag``."""
+    return _TAG_PARAM.sub("", value).rstrip() + f";tag={tag}"
+
+
+def text_of(msg: SipMessage) -> str:
+    """The SIP text of a message (the received text when it was parsed and not changed)."""
+    raw = getattr(msg, "raw", None)
+    return raw if raw else str(msg)
+
+
+def nbytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def parse_duration(text: str) -> float | None:
+    """``'2s'`` / ``'1500ms'`` / ``'3'`` -> seconds; empty or invalid -> None."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", text or "")
+    if not m:
+        return None
+    n = float(m.group(1))
+    return n / 1000.0 if m.group(2) == "ms" else n
+
+
+# --------------------------------------------------------------------------- configuration, records
+
+@dataclass
+class ServerConfig:
+    """Options of the embedded server (the CLI and EmbeddedServer fill it in)."""
+
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9022
+    secret: str = "cymru"
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    transports: tuple[str, ...] = ("udp", "tcp")
+    external_host: str | None = None
+    version: str = DEFAULT_VERSION
+    outbound_proxy: str | None = None
+    cdrs: bool = False
+    t1: float | None = None            # SIP timer T1 in seconds (None: the stack's default 0.5)
+
+
+@dataclass(eq=False)
+class Incoming:
+    """A request from the network delivered to an app and not yet finally answered."""
+
+    txn_id: str
+    stx: Any
+    request: SipMessage
+    source: Any
+    conn: ControlConnection
+    method: str
+    dialog: Dialog | None = None    # set for requests inside a dialog
+    dialog_id: str = ""              # the (future) dialog id for INVITE/SUBSCRIBE
+    to_tag: str | None = None
+    responded: bool = False          # a response > 100 was sent
+    final: bool = False
+    rseq: int = 0
+    expiry: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class Outgoing:
+    """A request an app sent, waiting for its responses."""
+
+    txn_id: str
+    conn: ControlConnection
+    method: str
+    request: SipMessage
+    target: Any
+    dialog: Dialog | None = None
+    dialog_id: str = ""
+    ctx: Any = None
+    final: bool = False
+    cseq: int = 0
+    echo_at: float = 0.0             # loop time the echo was sent
+    held: list[str] = field(default_factory=list)   # response frames waiting for ECHO_GAP
+
+
+@dataclass(eq=False)
+class ProxyBranch:
+    dest: str
+    target: Any
+    ctx: Any = None
+    provisional: bool = False
+    final: SipMessage | None = None
+    abandoned: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class ProxyJob:
+    """One ``proxy`` command: forwarding a delivered request to one or more destinations."""
+
+    conn: ControlConnection
+    msg_id: str
+    inc: Incoming
+    dests: list[str]
+    record_route: bool
+    full_response: bool
+    follow_redirects: bool
+    simultaneous: bool
+    provisional_timeout: float | None
+    extra_headers: list[tuple[str, str]]
+    branches: list[ProxyBranch] = field(default_factory=list)
+    next_index: int = 0
+    finals: list[SipMessage] = field(default_factory=list)
+    done: bool = False
+    canceled: bool = False
+
+
+# --------------------------------------------------------------------------- the core
+
+class Core:
+    """State and logic of the server; also the SIP stack's handler (``StackHandler``)."""
+
+    def __init__(self, config: ServerConfig, *, stack_factory: Callable[..., Any] | None = None) -> None:
+        self.config = config
+        self.router = Router()
+        self.connections: set[ControlConnection] = set()
+        self.dialogs = DialogTable()
+        self.incoming: dict[str, Incoming] = {}
+        self._incoming_by_stx: dict[int, Incoming] = {}
+        self.outgoing: dict[str, Outgoing] = {}
+        self._failed_invites: dict[str, float] = {}
+        self._proxy_by_stx: dict[int, ProxyJob] = {}
+        self._proxied_calls: dict[str, Any] = {}   # Call-ID -> Target of the answering branch
+        self._stack_factory = stack_factory
+        self.stack: Any = None
+        self._admin_server: asyncio.AbstractServer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Bind the SIP transports, then the admin port."""
+        self.loop = asyncio.get_running_loop()
+        factory = self._stack_factory
+        if factory is None:
+            from drachtio_srf.server.sipstack import SipStack
+            factory = SipStack
+        kwargs: dict[str, Any] = {"handler": self}
+        if self.config.t1 is not None:
+            kwargs["t1"] = self.config.t1
+        self.stack = factory(self.config.sip_host, self.config.sip_port, **kwargs)
+        await self.stack.start()
+        self.config.sip_port = self.stack.port
+        self._admin_server = await self.loop.create_server(
+            lambda: ControlConnection(self), self.config.admin_host, self.config.admin_port)
+        sock = self._admin_server.sockets[0]
+        self.config.admin_port = sock.getsockname()[1]
+        logger.info("drachtio server listening for apps on %s:%d, SIP on %s", self.config.admin_host,
+                    self.config.admin_port, self.hostports())
+
+    async def stop(self) -> None:
+        """Close the admin port, every app connection and the SIP stack."""
+        if self._admin_server is not None:
+            self._admin_server.close()
+        for conn in list(self.connections):
+            conn.close()
+        for inc in list(self.incoming.values()):
+            if inc.expiry:
+                inc.expiry.cancel()
+        if self._admin_server is not None:
+            try:
+                await asyncio.wait_for(self._admin_server.wait_closed(), 2.0)
+            except Exception as err:  # noqa: BLE001 - shutting down anyway
+                logger.debug("admin listener close: %r", err)
+        if self.stack is not None:
+            self.stack.close()
+        logger.info("drachtio server stopped")
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def host(self) -> str:
+        return self.config.external_host or self.config.sip_host
+
+    @property
+    def port(self) -> int:
+        return self.config.sip_port
+
+    def hostports(self) -> str:
+        return ",".join(f"{t}/{self.host}:{self.port}" for t in self.config.transports)
+
+    def our_contact(self, transport: str = "udp") -> str:
+        suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
+        return f"<sip:{self.host}:{self.port}{suffix}>"
+
+    def _subst_localhost(self, value: str) -> str:
+        return _LOCALHOST.sub(f"@{self.host}:{self.port}", value)
+
+    def _is_us(self, host: str | None, port: int | None) -> bool:
+        if not host:
+            return False
+        hosts = {self.config.sip_host, self.host}
+        if self.config.sip_host in ("127.0.0.1", "0.0.0.0"):
+            hosts |= {"127.0.0.1", "localhost"}
+        return host in hosts and (port or 5060) == self.port
+
+    def _target(self, uri: str, default_transport: str = "udp") -> Any:
+        """Target for a SIP URI (host, port with defaults, transport param)."""
+        from drachtio_srf.server.sipstack import Target
+        u = parse_uri(uri.strip().strip("<>")) if uri else None
+        if u is None or u.get("scheme") not in ("sip", "sips"):
+            return None
+        params = u.get("params") or {}
+        transport = (params.get("transport") or default_transport or "udp").lower()
+        port = u.get("port") or (5061 if u.get("scheme") == "sips" else 5060)
+        return Target(transport, u["host"], int(port))
+
+    # ------------------------------------------------------------------ connections
+    def connection_lost(self, conn: ControlConnection) -> None:
+        """Forget the connection's routes; its dialogs stay (their requests get 481)."""
+        self.connections.discard(conn)
+        self.router.remove_connection(conn)
+        for job in list(self._proxy_by_stx.values()):
+            if job.conn is conn:
+                job.full_response = False
+
+    # ------------------------------------------------------------------ frames to apps
+    def _send_sip_event(self, conn: ControlConnection, msg: SipMessage, *, source: str, protocol: str,
+                        address: str, port: int, txn_id: str, dialog_id: str = "",
+                        received_on: tuple[str, int] | None = None, text: str | None = None) -> None:
+        text = text if text is not None else text_of(msg)
+        conn.send(wire.sip_event(wire.new_id(), source=source, nbytes=nbytes(text), protocol=protocol,
+                                 address=address, port=port, time=wire.stack_time(), txn_id=txn_id,
+                                 dialog_id=dialog_id, received_on=received_on, sip_text=text))
+
+    def _echo_request(self, conn: ControlConnection, msg_id: str, txn_id: str, msg: SipMessage,
+                      transport: str) -> None:
+        text = str(msg)
+        conn.send(wire.echo_request(wire.new_id(), msg_id, nbytes=nbytes(text), protocol=transport,
+                                    address=self.host, port=self.port, time=wire.stack_time(),
+                                    txn_id=txn_id, sip_text=text))
+
+    # ------------------------------------------------------------------ StackHandler
+    def on_request(self, stx: Any, msg: SipMessage, source: Any) -> None:
+        try:
+            self._fix_via(msg, source)
+            if stx is None:
+                if msg.method == "ACK":
+                    self._on_ack(msg, source)
+                return
+            self._on_request(stx, msg, source)
+        except Exception:
+            logger.exception("error handling %s from %s:%s", msg.method, source.address, source.port)
+            if stx is not None and msg.method != "ACK" and not getattr(stx, "final_sent", False):
+                try:
+                    stx.respond(self._simple_response(msg, 500))
+                except Exception:
+                    logger.exception("could not send 500")
+
+    def on_cancel(self, invite_stx: Any, cancel: SipMessage, source: Any) -> int:
+        try:
+            return self._on_cancel(invite_stx, cancel, source)
+        except Exception:
+            logger.exception("error handling CANCEL")
+            return 481
+
+    def on_ack_timeout(self, stx: Any, response: SipMessage) -> None:
+        try:
+            dlg = self.dialogs.find(response.call_id, response.to_tag, response.from_tag)
+            if dlg is None:
+                logger.debug("ACK timeout for %s: no dialog (proxied or gone)", response.call_id)
+                return
+            logger.warning("no ACK for the 2xx of dialog %s: sending BYE", dlg.id)
+            self._server_bye(dlg, 'SIP ;cause=200 ;text="ACK timeout"')
+        except Exception:
+            logger.exception("error handling ACK timeout")
+
+    def on_2xx_retransmission(self, response: SipMessage, source: Any) -> None:
+        try:
+            dlg = self.dialogs.find(response.call_id, response.from_tag, response.to_tag)
+            cseq = response.cseq
+            if dlg is not None and dlg.last_ack is not None and cseq is not None \
+                    and dlg.last_ack.cseq.seq == cseq.seq:
+                logger.debug("2xx retransmission in %s: resending ACK", dlg.id)
+                self.stack.send_stateless(SipMessage(dlg.extra["last_ack_text"]), dlg.last_ack_target)
+        except Exception:
+            logger.exception("error handling a 2xx retransmission")
+
+    # ------------------------------------------------------------------ network -> app
+    def _fix_via(self, msg: SipMessage, source: Any) -> None:
+        """Force rport on the top Via (``;rport=<port>``, ``;received=`` if needed), as the server does."""
+        lines = msg.get_all("via")
+        if not lines:
+            return
+        values = split_values(lines[0])
+        top = values[0]
+        changed = False
+        if not re.search(r";\s*rport\s*=\s*\d+", top, re.IGNORECASE):
+            if re.search(r";\s*rport\b", top, re.IGNORECASE):
+                top = re.sub(r";\s*rport\b", f";rport={source.port}", top, count=1, flags=re.IGNORECASE)
+            else:
+                top += f";rport={source.port}"
+            changed = True
+        m = re.match(r"\s*SIP\s*/\s*2\.0\s*/\s*\S+\s+(\[[^\]]+\]|[^;:\s]+)", top, re.IGNORECASE)
+        if m and m.group(1).strip("[]") != source.address and ";received=" not in top.lower():
+            top += f";received={source.address}"
+            changed = True
+        if changed:
+            values[0] = top
+            lines[0] = ", ".join(values)
+            msg.replace("Via", ", ".join(lines))
+
+    def _simple_response(self, req: SipMessage, status: int, reason: str | None = None,
+                         to_tag: str | None = None, extra: Iterable[tuple[str, str]] = ()) -> SipMessage:
+        """A response made by the server itself (481, 487, 503 ...)."""
+        hdrs = [("Via", v) for v in req.get_all("via")]
+        to = req.get("to") or ""
+        if status > 100 and not req.to_tag:
+            to = with_tag(to, to_tag or new_tag())
+        hdrs += [("From", req.get("from") or ""), ("To", to), ("Call-ID", req.call_id or ""),
+                 ("CSeq", req.get("cseq") or "")]
+        hdrs += list(extra)
+        return build_message(f"SIP/2.0 {status} {reason or reason_phrase(status)}", hdrs)
+
+    def _reject(self, stx: Any, msg: SipMessage, status: int) -> None:
+        logger.info("answering %s %s from the server: %d", msg.method, msg.call_id, status)
+        stx.respond(self._simple_response(msg, status))
+
+    def _on_request(self, stx: Any, msg: SipMessage, source: Any) -> None:
+        method = msg.method or ""
+        call_id, from_tag, to_tag = msg.call_id, msg.from_tag, msg.to_tag
+        if to_tag:
+            if self._is_record_routed_to_us(msg):
+                self._proxy_in_dialog(stx, msg, source)
+                return
+            dlg = self.dialogs.find(call_id, to_tag, from_tag)
+            if dlg is not None:
+                self._deliver_in_dialog(stx, msg, source, dlg)
+                return
+            if method == "INVITE" or method not in NEW_REQUEST_METHODS:
+                if method in ("BYE", "UPDATE", "INVITE", "PRACK", "REFER"):
+                    self._reject(stx, msg, 481)
+                else:
+                    logger.info("discarding %s outside a dialog", method)
+                return
+        elif method not in NEW_REQUEST_METHODS:
+            if method in ("BYE", "UPDATE"):
+                self._reject(stx, msg, 481)
+            else:
+                logger.info("discarding %s outside a dialog", method)
+            return
+        conn = self.router.pick(method.lower())
+        if conn is None:
+            logger.info("no app routed %s: 503", method)
+            self._reject(stx, msg, 503)
+            return
+        txn_id = wire.new_id()
+        inc = Incoming(txn_id, stx, msg, source, conn, method)
+        if method in ("INVITE", "SUBSCRIBE") and call_id and from_tag:
+            inc.dialog_id = dialog_id(call_id, from_tag)
+        self._add_incoming(inc)
+        self._send_sip_event(conn, msg, source="network", protocol=source.transport,
+                             address=source.address, port=source.port, txn_id=txn_id,
+                             received_on=(source.local[0], source.local[1]))
+
+    def _add_incoming(self, inc: Incoming) -> None:
+        self.incoming[inc.txn_id] = inc
+        self._incoming_by_stx[id(inc.stx)] = inc
+        if self.loop is not None:
+            inc.expiry = self.loop.call_later(PENDING_REQUEST_TIMEOUT, self._expire_incoming, inc)
+
+    def _drop_incoming(self, inc: Incoming) -> None:
+        self.incoming.pop(inc.txn_id, None)
+        if self._incoming_by_stx.get(id(inc.stx)) is inc:
+            del self._incoming_by_stx[id(inc.stx)]
+        if inc.expiry is not None:
+            inc.expiry.cancel()
+            inc.expiry = None
+
+    def _expire_incoming(self, inc: Incoming) -> None:
+        if not inc.responded and not inc.final:
+            logger.info("app did not answer %s %s in time: forgetting it", inc.method, inc.txn_id)
+            self._drop_incoming(inc)
+
+    def _deliver_in_dialog(self, stx: Any, msg: SipMessage, source: Any, dlg: Dialog) -> None:
+        method = msg.method or ""
+        if dlg.owner is None or dlg.owner.closed:
+            logger.info("%s for dialog %s whose app is gone: 481", method, dlg.id)
+            if method == "BYE":
+                self.dialogs.remove(dlg)
+            self._reject(stx, msg, 481)
+            return
+        cseq = msg.cseq
+        if cseq is not None:
+            dlg.remote_cseq = cseq.seq
+        if method == "BYE":
+            self.dialogs.remove(dlg)
+        txn_id = wire.new_id()
+        inc = Incoming(txn_id, stx, msg, source, dlg.owner, method, dialog=dlg, dialog_id=dlg.id,
+                       to_tag=dlg.local_tag)
+        self._add_incoming(inc)
+        self._send_sip_event(dlg.owner, msg, source="network", protocol=source.transport,
+                             address=source.address, port=source.port, txn_id=txn_id,
+                             dialog_id=dlg.id)
+
+    def _on_ack(self, msg: SipMessage, source: Any) -> None:
+        if self._is_record_routed_to_us(msg) or (
+                self.dialogs.find(msg.call_id, msg.to_tag, msg.from_tag) is None
+                and msg.call_id in self._proxied_calls):
+            self._proxy_ack(msg)
+            return
+        dlg = self.dialogs.find(msg.call_id, msg.to_tag, msg.from_tag)
+        if dlg is None:
+            logger.debug("ACK for no known dialog (%s): dropped", msg.call_id)
+            return
+        if dlg.owner is None or dlg.owner.closed:
+            return
+        cseq = msg.cseq
+        if dlg.role == "uas" and not dlg.initial_acked and cseq is not None \
+                and cseq.seq == dlg.invite_cseq and dlg.invite_txn_id:
+            txn_id = dlg.invite_txn_id
+            dlg.initial_acked = True
+        else:
+            txn_id = wire.new_id()
+        self._send_sip_event(dlg.owner, msg, source="network", protocol="", address=source.address,
+                             port=source.port, txn_id=txn_id, dialog_id=dlg.id)
+
+    def _on_cancel(self, invite_stx: Any, cancel: SipMessage, source: Any) -> int:
+        if invite_stx is None:
+            return 481
+        job = self._proxy_by_stx.get(id(invite_stx))
+        if job is not None:
+            self._proxy_cancel(job)
+            return 200
+        inc = self._incoming_by_stx.get(id(invite_stx))
+        if inc is None or inc.final or getattr(invite_stx, "final_sent", False):
+            return 481
+        if inc.to_tag is None:
+            inc.to_tag = new_tag()
+        resp = self._simple_response(inc.request, 487, to_tag=inc.to_tag)
+        inc.final = True
+        self._drop_incoming(inc)
+        if inc.dialog is not None and not inc.dialog.confirmed:
+            self.dialogs.remove(inc.dialog)
+        elif inc.dialog_id:
+            early = self.dialogs.get(inc.dialog_id)
+            if early is not None and not early.confirmed:
+                self.dialogs.remove(early)
+        # the stack answers the CANCEL when we return: the 487 goes out right after it
+        assert self.loop is not None
+        self.loop.call_soon(self._respond_safely, invite_stx, resp)
+        self._send_sip_event(inc.conn, cancel, source="network", protocol=source.transport,
+                             address=source.address, port=source.port, txn_id=inc.txn_id,
+                             dialog_id=inc.dialog_id if inc.responded else "")
+        return 200
+
+    @staticmethod
+    def _respond_safely(stx: Any, resp: SipMessage) -> None:
+        try:
+            stx.respond(resp)
+        except Exception:
+            logger.exception("could not send %s", resp.status)
+
+    # ------------------------------------------------------------------ app frames
+    def handle_sip_command(self, conn: ControlConnection, frame: wire.Frame) -> None:
+        """A ``sip`` frame from an app (PROTOCOL.md 3.1 classification)."""
+        text = frame.sip or ""
+        txn_id, dlg_field = frame.field(2), frame.field(3)
+        start, headers, body = split_app_message(text)
+        if start.startswith("SIP/"):
+            if not txn_id:
+                conn.reply(frame.msg_id, "NO", ["transaction id missing"])
+                conn.close()
+                return
+            self._app_response(conn, frame, txn_id, start, AppHeaders(headers), body)
+            return
+        app = AppHeaders(headers)
+        if dlg_field:
+            dlg = self.dialogs.get(dlg_field)
+            if dlg is None:
+                if start.upper().startswith("ACK ") and self._failed_invite(dlg_field):
+                    conn.reply(frame.msg_id, "NOK", [ACK_NON_SUCCESS])
+                else:
+                    conn.reply(frame.msg_id, "NOK",
+                               ["Server error: unable to find dialog for dialog id provided"])
+                return
+            self._app_request_in_dialog(conn, frame, dlg, start, app, body)
+            return
+        if txn_id:
+            if start.upper().startswith("CANCEL"):
+                self._app_cancel(conn, frame, txn_id, app)
+            else:
+                logger.warning("%s: request other than CANCEL with a txnId: %s", conn.name, start)
+                conn.reply(frame.msg_id, "NOK", [f"unable to cancel unknown transaction id: {txn_id}"])
+            return
+        dlg = self.dialogs.by_call_id(app.first("call-id"))
+        if dlg is not None:
+            self._app_request_in_dialog(conn, frame, dlg, start, app, body)
+            return
+        self._app_request(conn, frame, start, app, body)
+
+    def _failed_invite(self, dlg_id: str) -> bool:
+        assert self.loop is not None
+        now = self.loop.time()
+        for k, t in list(self._failed_invites.items()):
+            if now - t > FAILED_INVITE_MEMORY:
+                del self._failed_invites[k]
+        return dlg_id in self._failed_invites
+
+    # ---- responses from the app
+    def _app_response(self, conn: ControlConnection, frame: wire.Frame, txn_id: str, start: str,
+                      app: AppHeaders, body: str) -> None:
+        inc = self.incoming.get(txn_id)
+        if inc is None or inc.final:
+            cseq = app.first("cseq") or ""
+            if re.match(r"^\s*\d+\s+CANCEL\b", cseq, re.IGNORECASE):
+                text = "200 OK to incoming CANCEL is automatically generated by the stack"
+            else:
+                text = "Response not sent due to unknown transaction"
+            conn.reply(frame.msg_id, "NOK", [text])
+            return
+        m = re.match(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", start, re.IGNORECASE)
+        if not m:
+            conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
+            return
+        status = int(m.group(1))
+        reason = (m.group(2) or "").strip() or reason_phrase(status)
+        req = inc.request
+        method = inc.method
+        if getattr(inc.stx, "final_sent", False):
+            conn.reply(frame.msg_id, "NOK", ["Response not sent due to unknown transaction"])
+            return
+        reliable = False
+        if method == "INVITE" and 100 < status < 200:
+            require = ",".join(app.all("require")).lower()
+            if "100rel" in require:
+                offered = ",".join([req.get("supported") or "", req.get("require") or ""]).lower()
+                if "100rel" not in offered:
+                    conn.reply(frame.msg_id, "NOK", ["Remote endpoint does not support 100rel"])
+                    return
+                reliable = True
+        resp = self._complete_response(inc, status, reason, app, body, reliable)
+        try:
+            inc.stx.respond(resp)
+        except Exception as err:  # noqa: BLE001 - reported to the app
+            logger.warning("could not send %d for %s: %s", status, txn_id, err)
+            conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
+            return
+        if status > 100:
+            inc.responded = True
+        dlg = inc.dialog
+        if dlg is None and inc.dialog_id:
+            ok = (200 <= status < 300) if method == "INVITE" else status in (200, 202)
+            if ok or reliable:
+                dlg = self._uas_dialog(inc, resp, confirmed=ok)
+            elif status >= 300:
+                early = self.dialogs.get(inc.dialog_id)
+                if early is not None and not early.confirmed:
+                    self.dialogs.remove(early)
+        elif dlg is not None and dlg.id == inc.dialog_id and not dlg.confirmed and 200 <= status < 300:
+            dlg.confirmed = True
+        if status >= 200:
+            inc.final = True
+            self._drop_incoming(inc)
+        text = str(resp)
+        if method == "BYE":
+            echo_dialog = ""
+        elif inc.dialog is not None:
+            echo_dialog = inc.dialog.id
+        else:
+            echo_dialog = inc.dialog_id
+        protocol = "" if (inc.dialog is not None and method != "INVITE") else inc.source.transport
+        conn.send(wire.echo_response(wire.new_id(), frame.msg_id, nbytes=nbytes(text), protocol=protocol,
+                                     address=inc.source.address, port=inc.source.port,
+                                     time=wire.stack_time(), txn_id=txn_id, dialog_id=echo_dialog,
+                                     sip_text=text))
+
+    def _complete_response(self, inc: Incoming, status: int, reason: str, app: AppHeaders, body: str,
+                           reliable: bool) -> SipMessage:
+        """The app's response completed as drachtio-server does (PROTOCOL.md 4.3, 5.2)."""
+        req = inc.request
+        hdrs: list[tuple[str, str]] = [("Via", v) for v in req.get_all("via")]
+        from_v = app.first("from") or req.get("from") or ""
+        to_v = app.first("to") or req.get("to") or ""
+        if status > 100:
+            if inc.to_tag is None:
+                inc.to_tag = req.to_tag or tag_of(app.first("to")) or new_tag()
+            to_v = with_tag(to_v, inc.to_tag)
+        hdrs += [("From", self._subst_localhost(from_v)), ("To", self._subst_localhost(to_v)),
+                 ("Call-ID", app.first("call-id") or req.call_id or ""),
+                 ("CSeq", app.first("cseq") or req.get("cseq") or "")]
+        if 100 < status < 300 and inc.dialog is None:
+            hdrs += [("Record-Route", v) for v in req.get_all("record-route")]
+        contacts = app.all("contact")
+        method = inc.method
+        if contacts:
+            hdrs += [("Contact", self._subst_localhost(c)) for c in contacts]
+        elif status > 100 and method in ("INVITE", "SUBSCRIBE") and (
+                200 <= status < 300 or reliable or inc.dialog is not None):
+            hdrs.append(("Contact", self.our_contact(inc.source.transport)))
+        if reliable:
+            inc.rseq += 1
+            hdrs.append(("RSeq", str(inc.rseq)))
+        ctype = app.first("content-type")
+        if ctype:
+            hdrs.append(("Content-Type", ctype))
+        elif body and body.lstrip().startswith("v=0"):
+            hdrs.append(("Content-Type", "application/sdp"))
+        for name, value in app.others(DISCARDED | {"from", "to", "call-id", "cseq", "contact",
+                                                   "content-type"}):
+            if name == "P-Asserted-Identity":
+                value = self._subst_localhost(value)
+            hdrs.append((name, value))
+        return build_message(f"SIP/2.0 {status} {reason}", hdrs, body)
+
+    def _uas_dialog(self, inc: Incoming, resp: SipMessage, *, confirmed: bool) -> Dialog:
+        req = inc.request
+        existing = self.dialogs.get(inc.dialog_id)
+        if existing is not None and existing.call_id == req.call_id:
+            existing.confirmed = existing.confirmed or confirmed
+            return existing
+        remote_target = self._contact_uri(req) or f"sip:{inc.source.address}:{inc.source.port}"
+        route_set: list[str] = []
+        for line in req.get_all("record-route"):
+            route_set += split_values(line)
+        cseq = req.cseq
+        dlg = Dialog(
+            id=inc.dialog_id, call_id=req.call_id or "", role="uas",
+            kind="invite" if inc.method == "INVITE" else "subscribe",
+            local_tag=inc.to_tag or "", remote_tag=req.from_tag or "",
+            local_party=resp.get("to") or "", remote_party=req.get("from") or "",
+            remote_target=remote_target, route_set=route_set,
+            local_contact=resp.get("contact") or self.our_contact(inc.source.transport),
+            transport=inc.source.transport, owner=inc.conn,
+            local_cseq=random.randint(1, 10_000_000), remote_cseq=cseq.seq if cseq else None,
+            invite_txn_id=inc.txn_id, invite_cseq=cseq.seq if cseq else None,
+            confirmed=confirmed, source=inc.source)
+        self.dialogs.add(dlg)
+        return dlg
+
+    @staticmethod
+    def _contact_uri(msg: SipMessage) -> str | None:
+        try:
+            contacts = msg.get_parsed_header("contact")
+        except LookupError:
+            return None
+        except Exception:  # noqa: BLE001 - a bad Contact should not break the call
+            logger.debug("unparsable Contact %r", msg.get("contact"))
+            return None
+        if isinstance(contacts, list) and contacts:
+            return contacts[0].uri
+        return None
+
+    # ---- requests from the app
+    def _parse_request_line(self, start: str) -> tuple[str, str] | None:
+        parts = start.split()
+        if len(parts) != 3 or not parts[2].upper().startswith("SIP/"):
+            return None
+        return parts[0], parts[1]
+
+    def _app_request(self, conn: ControlConnection, frame: wire.Frame, start: str, app: AppHeaders,
+                     body: str) -> None:
+        """A new request outside any dialog (PROTOCOL.md 4.4)."""
+        line = self._parse_request_line(start)
+        if line is None or not line[0].isupper():
+            conn.reply(frame.msg_id, "NOK", [f"invalid request-uri: {start}"])
+            return
+        method, uri = line
+        ruri = parse_uri(uri)
+        if ruri is None:
+            conn.reply(frame.msg_id, "NOK", [f"invalid request-uri: {start}"])
+            return
+        proxy = frame.field(4) or self.config.outbound_proxy
+        if proxy:
+            target = self._target(proxy)
+        else:
+            target = self._target(uri)
+        if target is None or target.transport not in self.config.transports:
+            conn.reply(frame.msg_id, "NOK", ["requested protocol/transport not available"])
+            return
+        if self._is_us(target.host, target.port):
+            conn.reply(frame.msg_id, "NOK", ["can not send request to myself"])
+            return
+        ctype = app.first("content-type")
+        if body and not ctype:
+            if body.lstrip().startswith("v=0"):
+                ctype = "application/sdp"
+            else:
+                conn.reply(frame.msg_id, "NOK", ["missing content-type"])
+                return
+        from_v = app.first("from")
+        if from_v:
+            from_v = self._subst_localhost(from_v)
+            if re.search(r"[@:]localhost\b", from_v, re.IGNORECASE):
+                from_v = re.sub(r"localhost(:\d+)?", f"{self.host}:{self.port}", from_v, flags=re.IGNORECASE)
+        else:
+            from_v = f"<sip:{self.host}:{self.port}>"
+        local_tag = tag_of(from_v) or new_tag()
+        from_v = with_tag(from_v, local_tag)
+        to_v = app.first("to") or f"<{uri}>"
+        call_id = app.first("call-id") or str(uuid.uuid4())
+        cseq_m = re.match(r"\s*(\d+)", app.first("cseq") or "")
+        cseq = int(cseq_m.group(1)) if cseq_m else random.randint(1, 999_999_999)
+        hdrs: list[tuple[str, str]] = [
+            ("Max-Forwards", app.first("max-forwards") or "70"),
+            ("From", from_v), ("To", self._subst_localhost(to_v)), ("Call-ID", call_id),
+            ("CSeq", f"{cseq} {method}")]
+        contacts = app.all("contact")
+        if contacts:
+            hdrs += [("Contact", self._subst_localhost(c)) for c in contacts]
+        elif method in ("INVITE", "SUBSCRIBE"):
+            hdrs.append(("Contact", self.our_contact(target.transport)))
+        hdrs += self._app_extra_headers(app)
+        if ctype:
+            hdrs.append(("Content-Type", ctype))
+        msg = build_message(f"{method} {uri} SIP/2.0", hdrs, body)
+        out = Outgoing(wire.new_id(), conn, method, msg, target, cseq=cseq)
+        if method in ("INVITE", "SUBSCRIBE"):
+            out.dialog_id = dialog_id(call_id, local_tag)
+        self._send_outgoing(conn, frame, out)
+
+    def _app_extra_headers(self, app: AppHeaders) -> list[tuple[str, str]]:
+        out = []
+        for name, value in app.others(DISCARDED | {"from", "to", "call-id", "cseq", "contact",
+                                                   "content-type", "max-forwards"}):
+            if name == "P-Asserted-Identity":
+                value = self._subst_localhost(value)
+            out.append((name, value))
+        return out
+
+    def _send_outgoing(self, conn: ControlConnection, frame: wire.Frame, out: Outgoing) -> None:
+        self.outgoing[out.txn_id] = out
+        try:
+            out.ctx = self.stack.send_request(out.request, out.target,
+                                              lambda resp, ctx, o=out: self._on_app_response(o, resp))
+        except Exception as err:  # noqa: BLE001 - reported to the app
+            logger.warning("could not send %s: %s", out.method, err)
+            self.outgoing.pop(out.txn_id, None)
+            conn.reply(frame.msg_id, "NOK", ["Error creating sip transaction for uac request"])
+            return
+        sent = getattr(out.ctx, "request", None) or out.request
+        out.request = sent
+        self._echo_request(conn, frame.msg_id, out.txn_id, sent, out.target.transport)
+        if self.loop is not None:
+            out.echo_at = self.loop.time()
+
+    def _dialog_target(self, dlg: Dialog) -> Any:
+        if dlg.route_set:
+            m = re.search(r"<([^>]*)>", dlg.route_set[0])
+            t = self._target(m.group(1) if m else dlg.route_set[0], dlg.transport)
+            if t is not None:
+                return t
+        t = self._target(dlg.remote_target, dlg.transport)
+        if t is None and dlg.source is not None:
+            from drachtio_srf.server.sipstack import Target
+            t = Target(dlg.transport, dlg.source.address, dlg.source.port)
+        return t
+
+    def _build_in_dialog(self, dlg: Dialog, method: str, cseq: int, app: AppHeaders, body: str,
+                         ctype: str | None) -> SipMessage:
+        hdrs: list[tuple[str, str]] = [
+            ("Max-Forwards", app.first("max-forwards") or "70"),
+            ("From", dlg.local_party), ("To", dlg.remote_party), ("Call-ID", dlg.call_id),
+            ("CSeq", f"{cseq} {method}")]
+        hdrs += [("Route", r) for r in dlg.route_set]
+        contacts = app.all("contact")
+        if contacts:
+            hdrs += [("Contact", self._subst_localhost(c)) for c in contacts]
+        elif method in ("INVITE", "SUBSCRIBE", "REFER"):
+            hdrs.append(("Contact", dlg.local_contact))
+        hdrs += self._app_extra_headers(app)
+        if ctype:
+            hdrs.append(("Content-Type", ctype))
+        return build_message(f"{method} {dlg.remote_target} SIP/2.0", hdrs, body)
+
+    def _app_request_in_dialog(self, conn: ControlConnection, frame: wire.Frame, dlg: Dialog,
+                               start: str, app: AppHeaders, body: str) -> None:
+        line = self._parse_request_line(start)
+        if line is None or not line[0].isupper() or not line[0].isalpha():
+            conn.reply(frame.msg_id, "NOK",
+                       [f"Server error: invalid or missing method supplied on start line: {start}"])
+            return
+        method = line[0]
+        ctype = app.first("content-type")
+        if body and not ctype:
+            if body.lstrip().startswith("v=0"):
+                ctype = "application/sdp"
+            else:
+                conn.reply(frame.msg_id, "NOK", ["Server error: missing content-type"])
+                return
+        target = self._dialog_target(dlg)
+        if target is None:
+            conn.reply(frame.msg_id, "NOK", ["Server error: unable to find route for request"])
+            return
+        if method == "ACK":
+            self._app_ack(conn, frame, dlg, app, body, ctype, target)
+            return
+        cseq = dlg.next_cseq()
+        msg = self._build_in_dialog(dlg, method, cseq, app, body, ctype)
+        out = Outgoing(wire.new_id(), conn, method, msg, target, dialog=dlg, dialog_id=dlg.id, cseq=cseq)
+        self._send_outgoing(conn, frame, out)
+
+    def _app_ack(self, conn: ControlConnection, frame: wire.Frame, dlg: Dialog, app: AppHeaders,
+                 body: str, ctype: str | None, target: Any) -> None:
+        cseq = dlg.pending_ack_cseq
+        if cseq is None:
+            if dlg.last_invite_failed:
+                conn.reply(frame.msg_id, "NOK",
+                           ["ACK for non-success responses is automatically generated by the stack"])
+                return
+            cseq = dlg.extra.get("last_invite_cseq") or dlg.invite_cseq
+            if cseq is None or dlg.role != "uac":
+                conn.reply(frame.msg_id, "NOK", [ACK_NON_SUCCESS])
+                return
+        msg = self._build_in_dialog(dlg, "ACK", cseq, app, body, ctype)
+        try:
+            self.stack.send_stateless(msg, target)
+        except Exception as err:  # noqa: BLE001 - reported to the app
+            logger.warning("could not send ACK: %s", err)
+            conn.reply(frame.msg_id, "NOK", ["Server error: Error creating sip transaction for request"])
+            return
+        dlg.pending_ack_cseq = None
+        dlg.last_ack = msg
+        dlg.last_ack_target = target
+        dlg.extra["last_ack_text"] = str(msg)
+        self._echo_request(conn, frame.msg_id, wire.new_id(), msg, target.transport)
+
+    def _app_cancel(self, conn: ControlConnection, frame: wire.Frame, txn_id: str, app: AppHeaders) -> None:
+        out = self.outgoing.get(txn_id)
+        if out is None or out.method != "INVITE" or out.final or out.ctx is None:
+            conn.reply(frame.msg_id, "NOK", [f"unable to cancel unknown transaction id: {txn_id}"])
+            return
+        extra = [(canonical_name(n), v) for low, n, v in app.items if low not in CANCEL_IGNORED]
+        try:
+            accepted = self.stack.cancel(out.ctx, extra)
+        except Exception as err:  # noqa: BLE001 - reported to the app
+            logger.warning("could not cancel %s: %s", txn_id, err)
+            conn.reply(frame.msg_id, "NOK", [f"internal server error canceling transaction id: {txn_id}"])
+            return
+        if accepted is False:
+            conn.reply(frame.msg_id, "NOK", [f"unable to cancel unknown transaction id: {txn_id}"])
+            return
+        sent = getattr(out.ctx, "cancel_request", None)
+        if sent is None:
+            sent = self._cancel_text(out.request, extra)
+        self._echo_request(conn, frame.msg_id, wire.new_id(), sent, out.target.transport)
+
+    @staticmethod
+    def _cancel_text(invite: SipMessage, extra: list[tuple[str, str]]) -> SipMessage:
+        """The CANCEL the stack builds from an INVITE (for the echo when the stack does not say)."""
+        vias = invite.get_all("via")
+        hdrs = [("Via", split_values(vias[0])[0])] if vias else []
+        cseq = invite.cseq
+        hdrs += [("Max-Forwards", "70"), ("From", invite.get("from") or ""),
+                 ("To", invite.get("to") or ""), ("Call-ID", invite.call_id or ""),
+                 ("CSeq", f"{cseq.seq if cseq else 1} CANCEL")]
+        hdrs += [(n, v) for n, v in extra if n.lower() != "max-forwards"]
+        return build_message(f"CANCEL {invite.uri} SIP/2.0", hdrs)
+
+    def _on_app_response(self, out: Outgoing, resp: SipMessage) -> None:
+        """A response to a request an app sent: dialog bookkeeping, then a case-e frame."""
+        try:
+            self._handle_app_response(out, resp)
+        except Exception:
+            logger.exception("error handling a response to %s %s", out.method, out.txn_id)
+
+    def _handle_app_response(self, out: Outgoing, resp: SipMessage) -> None:
+        status = resp.status or 0
+        if status <= 100 or out.final:
+            return
+        if status >= 200:
+            out.final = True
+            self.outgoing.pop(out.txn_id, None)
+        dlg = out.dialog
+        method = out.method
+        frame_dialog = ""
+        if dlg is None and method in ("INVITE", "SUBSCRIBE") and out.dialog_id:
+            frame_dialog = out.dialog_id
+            ok = (200 <= status < 300) if method == "INVITE" else status in (200, 202)
+            reliable = method == "INVITE" and status < 200 and resp.has("rseq") and bool(resp.to_tag)
+            if ok or reliable:
+                d = self.dialogs.get(out.dialog_id)
+                if d is None:
+                    d = self._uac_dialog(out, resp, confirmed=ok)
+                elif ok:
+                    d.confirmed = True
+                    self._refresh_target(d, resp)
+                if method == "INVITE" and ok:
+                    d.pending_ack_cseq = out.cseq
+                    d.extra["last_invite_cseq"] = out.cseq
+            elif status >= 300:
+                if method == "INVITE":
+                    assert self.loop is not None
+                    self._failed_invites[out.dialog_id] = self.loop.time()
+                d = self.dialogs.get(out.dialog_id)
+                if d is not None and not d.confirmed:
+                    self.dialogs.remove(d)
+        elif dlg is not None:
+            frame_dialog = dlg.id
+            if method == "INVITE" and status >= 200:
+                if status < 300:
+                    dlg.pending_ack_cseq = out.cseq
+                    dlg.extra["last_invite_cseq"] = out.cseq
+                    dlg.last_invite_failed = False
+                    self._refresh_target(dlg, resp)
+                else:
+                    dlg.pending_ack_cseq = None
+                    dlg.last_invite_failed = True
+            elif method == "BYE" and status >= 200 and status not in (401, 407):
+                self.dialogs.remove(dlg)
+            elif method == "NOTIFY" and 200 <= status < 300 and dlg.kind == "subscribe":
+                state = (out.request.get("subscription-state") or "").strip().lower()
+                if state.startswith("terminated"):
+                    self.dialogs.remove(dlg)
+        if out.conn.closed:
+            logger.debug("response %d for %s: app connection gone, discarded", status, out.txn_id)
+            return
+        src = getattr(out.ctx, "response_source", None)
+        text = text_of(resp)
+        payload = wire.sip_event(
+            wire.new_id(), source="network", nbytes=nbytes(text), protocol=out.target.transport,
+            address=src.address if src else out.target.host,
+            port=src.port if src else out.target.port, time=wire.stack_time(), txn_id=out.txn_id,
+            dialog_id=frame_dialog, sip_text=text)
+        assert self.loop is not None
+        wait = out.echo_at + ECHO_GAP - self.loop.time()
+        if out.held or wait > 0:
+            out.held.append(payload)
+            if len(out.held) == 1:
+                self.loop.call_later(max(wait, 0.0), self._flush_held, out)
+            return
+        out.conn.send(payload)
+
+    @staticmethod
+    def _flush_held(out: Outgoing) -> None:
+        held, out.held = out.held, []
+        for payload in held:
+            out.conn.send(payload)
+
+    def _refresh_target(self, dlg: Dialog, msg: SipMessage) -> None:
+        uri = self._contact_uri(msg)
+        if uri:
+            dlg.remote_target = uri
+
+    def _uac_dialog(self, out: Outgoing, resp: SipMessage, *, confirmed: bool) -> Dialog:
+        req = out.request
+        route_set: list[str] = []
+        for line in resp.get_all("record-route"):
+            route_set += split_values(line)
+        route_set.reverse()
+        dlg = Dialog(
+            id=out.dialog_id, call_id=req.call_id or "", role="uac",
+            kind="invite" if out.method == "INVITE" else "subscribe",
+            local_tag=req.from_tag or "", remote_tag=resp.to_tag or "",
+            local_party=req.get("from") or "", remote_party=resp.get("to") or "",
+            remote_target=self._contact_uri(resp) or (req.uri or ""), route_set=route_set,
+            local_contact=req.get("contact") or self.our_contact(out.target.transport),
+            transport=out.target.transport, owner=out.conn, local_cseq=out.cseq,
+            invite_txn_id=out.txn_id, invite_cseq=out.cseq, confirmed=confirmed)
+        self.dialogs.add(dlg)
+        return dlg
+
+    # ------------------------------------------------------------------ server-generated BYE
+    def _server_bye(self, dlg: Dialog, reason: str) -> None:
+        """BYE a dialog on the server's initiative and tell the owner (unsolicited BYE, 3.3 f)."""
+        self.dialogs.remove(dlg)
+        target = self._dialog_target(dlg)
+        if target is None:
+            return
+        msg = self._build_in_dialog(dlg, "BYE", dlg.next_cseq(), AppHeaders([("Reason", reason)]), "", None)
+        ctx = self.stack.send_request(msg, target, lambda resp, ctx: None)
+        sent = getattr(ctx, "request", None) or msg
+        owner = dlg.owner
+        if owner is not None and not owner.closed:
+            self._send_sip_event(owner, sent, source="application", protocol=target.transport,
+                                 address=self.host, port=self.port, txn_id="unsolicited",
+                                 dialog_id=dlg.id, text=str(sent))
+
+    # ------------------------------------------------------------------ proxy
+    def handle_proxy_command(self, conn: ControlConnection, frame: wire.Frame) -> None:
+        """``proxy|txnId|rr|full|follow|mode|prov|final|dest...`` (PROTOCOL.md 3.1, 5.4)."""
+        txn_id = frame.field(2)
+        inc = self.incoming.get(txn_id)
+        if inc is None or inc.final or inc.responded or inc.dialog is not None:
+            conn.reply(frame.msg_id, "NOK", [f"Unknown transaction id: {txn_id}"])
+            return
+        dests = [d for d in frame.fields[9:] if d]
+        if not dests:
+            dests = [inc.request.uri or ""]
+        _, headers, _ = split_app_message(frame.sip or "")
+        app = AppHeaders(headers)
+        job = ProxyJob(
+            conn=conn, msg_id=frame.msg_id, inc=inc, dests=dests,
+            record_route=frame.field(3) == "remainInDialog",
+            full_response=frame.field(4) == "fullResponse",
+            follow_redirects=frame.field(5) == "followRedirects",
+            simultaneous=frame.field(6) == "simultaneous",
+            provisional_timeout=parse_duration(frame.field(7)),
+            extra_headers=app.others(DISCARDED | {"from", "to", "call-id", "cseq", "max-forwards"}))
+        mf = inc.request.get("max-forwards")
+        if mf is not None and mf.strip() == "0":
+            inc.final = True
+            self._drop_incoming(inc)
+            self._respond_safely(inc.stx, self._simple_response(inc.request, 483))
+            conn.reply(frame.msg_id, "NOK", ["Rejected with 483 Too Many Hops due to Max-Forwards value of 0"])
+            return
+        # the app hands the transaction over: it gets no more frames for it
+        self._drop_incoming(inc)
+        inc.final = True
+        self._proxy_by_stx[id(inc.stx)] = job
+        if not job.full_response:
+            conn.send(wire.proxy_done(wire.new_id(), job.msg_id))
+        if job.simultaneous:
+            for _ in range(len(job.dests)):
+                self._proxy_next(job)
+        else:
+            self._proxy_next(job)
+
+    def _forward_request(self, job: ProxyJob, dest: str) -> SipMessage:
+        req = job.inc.request
+        start, headers, body = split_app_message(str(req))
+        parts = start.split()
+        ruri = req.uri or parts[1]
+        u = parse_uri(ruri)
+        if u is not None and self._is_us(u.get("host"), u.get("port")):
+            ruri = dest
+        out: list[tuple[str, str]] = []
+        routes_stripped = False
+        rr_added = False
+        for name, value in headers:
+            low = _COMPACT.get(name.lower(), name.lower())
+            if low == "content-length":
+                continue
+            if low == "max-forwards":
+                try:
+                    value = str(max(0, int(value) - 1))
+                except ValueError:
+                    value = "70"
+            if low == "route" and not routes_stripped:
+                routes_stripped = True
+                vals = split_values(value)
+                if vals and self._route_is_us(vals[0]):
+                    vals = vals[1:]
+                if not vals:
+                    continue
+                value = ", ".join(vals)
+            if low == "record-route" and job.record_route and not rr_added:
+                out.append(self._record_route_header(job))
+                rr_added = True
+            out.append((canonical_name(name), value))
+        if job.record_route and not rr_added:
+            out.append(self._record_route_header(job))
+        if not any(_COMPACT.get(n.lower(), n.lower()) == "max-forwards" for n, _ in headers):
+            out.append(("Max-Forwards", "70"))
+        out += job.extra_headers
+        return build_message(f"{parts[0]} {ruri} SIP/2.0", out, body)
+
+    def _record_route_header(self, job: ProxyJob) -> tuple[str, str]:
+        transport = job.inc.source.transport
+        suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
+        if job.inc.method == "REGISTER":
+            return ("Path", f"<sip:{self.host}:{self.port}{suffix};lr>")
+        return ("Record-Route", f"<sip:{self.host}:{self.port}{suffix};lr>")
+
+    def _route_is_us(self, route: str) -> bool:
+        m = re.search(r"<([^>]*)>", route)
+        u = parse_uri(m.group(1) if m else route)
+        return u is not None and self._is_us(u.get("host"), u.get("port"))
+
+    def _proxy_next(self, job: ProxyJob) -> bool:
+        """Start the next destination; False when none is left."""
+        while job.next_index < len(job.dests):
+            dest = job.dests[job.next_index]
+            job.next_index += 1
+            if not dest.startswith(("sip:", "sips:", "tel:")):
+                dest = "sip:" + dest
+            target = self._target(dest, job.inc.source.transport)
+            if target is None:
+                logger.warning("proxy: bad destination %r", dest)
+                continue
+            msg = self._forward_request(job, dest)
+            branch = ProxyBranch(dest, target)
+            job.branches.append(branch)
+            try:
+                branch.ctx = self.stack.send_request(
+                    msg, target, lambda resp, ctx, j=job, b=branch: self._on_proxy_response(j, b, resp))
+            except Exception as err:  # noqa: BLE001
+                logger.warning("proxy: could not send to %s: %s", dest, err)
+                job.branches.remove(branch)
+                continue
+            if job.provisional_timeout and self.loop is not None:
+                branch.timer = self.loop.call_later(job.provisional_timeout,
+                                                    self._proxy_provisional_timeout, job, branch)
+            return True
+        return False
+
+    def _proxy_provisional_timeout(self, job: ProxyJob, branch: ProxyBranch) -> None:
+        if branch.provisional or branch.final is not None or job.done:
+            return
+        logger.info("proxy: no provisional from %s in time, trying next", branch.dest)
+        branch.abandoned = True
+        try:
+            self.stack.cancel(branch.ctx)
+        except Exception:
+            logger.exception("proxy: cancel failed")
+        if job.simultaneous or not self._proxy_next(job):
+            self._proxy_maybe_finish(job)
+
+    def _on_proxy_response(self, job: ProxyJob, branch: ProxyBranch, resp: SipMessage) -> None:
+        try:
+            self._handle_proxy_response(job, branch, resp)
+        except Exception:
+            logger.exception("proxy: error handling a response")
+
+    def _upstream(self, resp: SipMessage) -> SipMessage:
+        """The response with our Via removed, to send upstream."""
+        start, headers, body = split_app_message(str(resp))
+        out: list[tuple[str, str]] = []
+        removed = False
+        for name, value in headers:
+            low = _COMPACT.get(name.lower(), name.lower())
+            if low == "content-length":
+                continue
+            if low == "via" and not removed:
+                removed = True
+                vals = split_values(value)[1:]
+                if not vals:
+                    continue
+                value = ", ".join(vals)
+            out.append((canonical_name(name), value))
+        return build_message(start, out, body)
+
+    def _handle_proxy_response(self, job: ProxyJob, branch: ProxyBranch, resp: SipMessage) -> None:
+        status = resp.status or 0
+        if status <= 100:
+            return
+        if status < 200:
+            branch.provisional = True
+            if not job.done and not branch.abandoned:
+                self._respond_safely(job.inc.stx, self._upstream(resp))
+            return
+        if branch.final is not None:
+            return
+        branch.final = resp
+        if branch.timer is not None:
+            branch.timer.cancel()
+        if job.full_response and not job.conn.closed and not (branch.abandoned and status == 487):
+            text = text_of(resp)
+            job.conn.send(wire.proxy_continue(
+                wire.new_id(), job.msg_id, nbytes=nbytes(text), protocol=branch.target.transport,
+                address=branch.target.host, port=branch.target.port, time=wire.stack_time(),
+                sip_text=text))
+        if job.done:
+            return
+        if 200 <= status < 300:
+            job.done = True
+            if resp.call_id:
+                contact = self._contact_uri(resp)
+                self._proxied_calls[resp.call_id] = (self._target(contact, branch.target.transport)
+                                                     if contact else branch.target)
+            self._respond_safely(job.inc.stx, self._upstream(resp))
+            for other in job.branches:
+                if other is not branch and other.final is None:
+                    other.abandoned = True
+                    try:
+                        self.stack.cancel(other.ctx)
+                    except Exception:
+                        logger.exception("proxy: cancel failed")
+            self._proxy_finish(job)
+            return
+        if not branch.abandoned or status != 487 or job.canceled:
+            job.finals.append(resp)
+        if 300 <= status < 400 and job.follow_redirects:
+            for line in resp.get_all("contact"):
+                for c in split_values(line):
+                    m = re.search(r"<([^>]*)>", c)
+                    job.dests.append(m.group(1) if m else c.split(";")[0])
+        if not job.simultaneous and not job.canceled and status < 600 and self._proxy_next(job):
+            return
+        self._proxy_maybe_finish(job)
+
+    def _proxy_maybe_finish(self, job: ProxyJob) -> None:
+        if job.done:
+            return
+        if any(b.final is None and not b.abandoned for b in job.branches):
+            return
+        if any(b.final is None for b in job.branches) and not job.finals:
+            return  # wait for the abandoned branches' 487s
+        job.done = True
+        best = self._best_final(job.finals)
+        if best is not None:
+            self._respond_safely(job.inc.stx, self._upstream(best))
+        else:
+            self._respond_safely(job.inc.stx, self._simple_response(job.inc.request, 408))
+        self._proxy_finish(job)
+
+    @staticmethod
+    def _best_final(finals: list[SipMessage]) -> SipMessage | None:
+        if not finals:
+            return None
+        six = [f for f in finals if (f.status or 0) >= 600]
+        if six:
+            return six[0]
+        return min(finals, key=lambda f: (f.status == 503, f.status or 999))
+
+    def _proxy_finish(self, job: ProxyJob) -> None:
+        self._proxy_by_stx.pop(id(job.inc.stx), None)
+        if job.full_response and not job.conn.closed:
+            job.conn.send(wire.proxy_done(wire.new_id(), job.msg_id))
+
+    def _proxy_cancel(self, job: ProxyJob) -> None:
+        job.canceled = True
+        job.next_index = len(job.dests)
+        for b in job.branches:
+            if b.final is None:
+                try:
+                    self.stack.cancel(b.ctx)
+                except Exception:
+                    logger.exception("proxy: cancel failed")
+
+    def _is_record_routed_to_us(self, msg: SipMessage) -> bool:
+        if not msg.to_tag:
+            return False
+        routes = msg.get_all("route")
+        if not routes:
+            return False
+        vals = split_values(routes[0])
+        return bool(vals) and self._route_is_us(vals[0])
+
+    def _in_dialog_forward(self, msg: SipMessage) -> tuple[SipMessage, Any] | None:
+        """A record-routed in-dialog request with our Route removed, and where it goes next."""
+        start, headers, body = split_app_message(str(msg))
+        parts = start.split()
+        out: list[tuple[str, str]] = []
+        next_hop: str | None = None
+        stripped = False
+        for name, value in headers:
+            low = _COMPACT.get(name.lower(), name.lower())
+            if low == "content-length":
+                continue
+            if low == "max-forwards":
+                try:
+                    value = str(max(0, int(value) - 1))
+                except ValueError:
+                    value = "70"
+            if low == "route":
+                vals = split_values(value)
+                if not stripped:
+                    stripped = True
+                    if vals and self._route_is_us(vals[0]):
+                        vals = vals[1:]
+                if vals and next_hop is None:
+                    next_hop = vals[0]
+                if not vals:
+                    continue
+                value = ", ".join(vals)
+            out.append((canonical_name(name), value))
+        uri = parts[1] if len(parts) > 1 else ""
+        if next_hop:
+            m = re.search(r"<([^>]*)>", next_hop)
+            target = self._target(m.group(1) if m else next_hop)
+        else:
+            u = parse_uri(uri)
+            if u is not None and self._is_us(u.get("host"), u.get("port")):
+                target = self._proxied_calls.get(msg.call_id or "")
+            else:
+                target = self._target(uri)
+        if target is None:
+            return None
+        return build_message(start, out, body), target
+
+    def _proxy_in_dialog(self, stx: Any, msg: SipMessage, source: Any) -> None:
+        fwd = self._in_dialog_forward(msg)
+        if fwd is None:
+            self._reject(stx, msg, 404)
+            return
+        out, target = fwd
+        if msg.method == "BYE":
+            self._proxied_calls.pop(msg.call_id or "", None)
+        self.stack.send_request(out, target, lambda resp, ctx: self._relay_upstream(stx, resp))
+
+    def _relay_upstream(self, stx: Any, resp: SipMessage) -> None:
+        if (resp.status or 0) <= 100:
+            return
+        self._respond_safely(stx, self._upstream(resp))
+
+    def _proxy_ack(self, msg: SipMessage) -> None:
+        fwd = self._in_dialog_forward(msg)
+        if fwd is None:
+            logger.debug("proxy: ACK with nowhere to go, dropped")
+            return
+        out, target = fwd
+        self.stack.send_stateless(out, target)

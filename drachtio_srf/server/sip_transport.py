@@ -1,0 +1,400 @@
+"""SIP over UDP and TCP on asyncio: the listeners, TCP framing by Content-Length, connection reuse.
+
+This layer moves bytes only. It hands every complete message (a datagram, or one Content-Length
+framed message of a TCP stream) to an `on_message(data, source)` callback and sends bytes where it
+is told, reusing TCP connections by remote (host, port). It knows nothing about transactions.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable
+
+import attrs
+
+logger = logging.getLogger(__name__)
+
+ErrorCallback = Callable[[str], None]
+MessageCallback = Callable[[bytes, "Source"], None]
+
+MAX_HEADER_BYTES = 65536
+MAX_BODY_BYTES = 1 << 20
+CONNECT_TIMEOUT = 10.0
+DNS_TTL = 300.0
+
+
+@attrs.define(slots=True)
+class Source:
+    """Where a message came from, and so where replies to it go back (same TCP connection)."""
+
+    transport: str
+    address: str
+    port: int
+    local: tuple[str, int]
+    _conn: TcpConnection | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def connection(self) -> TcpConnection | None:
+        """The TCP connection the message arrived on (None for UDP)."""
+        return self._conn
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+@attrs.define(frozen=True, slots=True)
+class Target:
+    """Where to send a request: transport ('udp' | 'tcp'), host (IP or name) and port."""
+
+    transport: str = attrs.field(converter=_lower)
+    host: str
+    port: int
+
+
+class FramingError(ValueError):
+    """A TCP stream cannot be split into SIP messages (bad Content-Length, oversized header)."""
+
+
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+class StreamFramer:
+    """Splits a SIP byte stream into messages using Content-Length (RFC 3261 18.3).
+
+    Handles partial reads and several messages per read; CR/LF between messages are keep-alives
+    (a CRLFCRLF "ping" is counted in `pings` so the connection can answer with a CRLF "pong").
+    """
+
+    __slots__ = ("_buf", "pings")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.pings = 0
+
+    def feed(self, data: bytes) -> tuple[list[bytes], str | None]:
+        """Add bytes; return (complete messages, error text or None). After an error, stop using it."""
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        while buf:
+            first = buf[0]
+            if first == 13 or first == 10:
+                i, n = 0, len(buf)
+                while i < n and buf[i] in (13, 10):
+                    i += 1
+                self.pings += bytes(buf[:i]).count(b"\r\n\r\n")
+                del buf[:i]
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEADER_BYTES:
+                    return out, f"no end of headers within {MAX_HEADER_BYTES} bytes"
+                break
+            values = _CONTENT_LENGTH.findall(buf, 0, end)
+            if not values:
+                length = 0
+            else:
+                if len(set(values)) > 1:
+                    return out, f"conflicting Content-Length values {[v.decode('latin-1') for v in values]}"
+                raw = values[0]
+                if not raw.isdigit():
+                    return out, f"bad Content-Length {raw.decode('latin-1')!r}"
+                length = int(raw)
+                if length > MAX_BODY_BYTES:
+                    return out, f"Content-Length {length} exceeds {MAX_BODY_BYTES}"
+            total = end + 4 + length
+            if len(buf) < total:
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out, None
+
+
+class TcpConnection(asyncio.Protocol):
+    """One SIP TCP connection (accepted or opened by us); writes queue until it is connected."""
+
+    def __init__(self, owner: Transports, *, inbound: bool) -> None:
+        self._owner = owner
+        self.inbound = inbound
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] | None = None
+        self.source: Source | None = None
+        self.closed = False
+        self.keys: list[tuple[str, int]] = []
+        self._framer = StreamFramer()
+        self._pending: list[tuple[bytes, ErrorCallback | None]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.source = Source("tcp", peer[0], peer[1], self._owner.local, conn=self)
+        self._owner._register(self)
+        pending, self._pending = self._pending, []
+        for data, _ in pending:
+            transport.write(data)
+        logger.debug("TCP connection %s %s:%d", "from" if self.inbound else "to", *self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        messages, error = self._framer.feed(data)
+        on_message = self._owner.on_message
+        source = self.source
+        assert source is not None
+        for raw in messages:
+            on_message(raw, source)
+        if self._framer.pings:
+            self._framer.pings = 0
+            if self.transport is not None and not self.closed:
+                self.transport.write(b"\r\n")
+        if error is not None:
+            logger.warning("closing TCP connection from %s:%d: malformed stream: %s", source.address,
+                           source.port, error)
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._owner._unregister(self)
+        if self.peer is not None:
+            logger.debug("TCP connection with %s:%d closed%s", self.peer[0], self.peer[1],
+                         f": {exc}" if exc else "")
+        self._fail_pending(f"connection lost: {exc}" if exc else "connection closed")
+
+    def write(self, data: bytes, on_error: ErrorCallback | None = None) -> None:
+        """Send bytes, or queue them while the connection is being opened."""
+        if self.closed:
+            if on_error is not None:
+                on_error("TCP connection closed")
+            return
+        if self.transport is None:
+            self._pending.append((data, on_error))
+            return
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self._fail_pending("connection closed")
+        self.closed = True
+        self._owner._unregister(self)
+
+    def _connect_failed(self, reason: str) -> None:
+        self.closed = True
+        self._owner._unregister(self)
+        self._fail_pending(reason)
+
+    def _fail_pending(self, reason: str) -> None:
+        pending, self._pending = self._pending, []
+        for _, on_error in pending:
+            if on_error is not None:
+                try:
+                    on_error(reason)
+                except Exception:
+                    logger.exception("error callback failed")
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: Transports) -> None:
+        self._owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        owner = self._owner
+        owner.on_message(data, Source("udp", addr[0], addr[1], owner.local))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("UDP socket error (ICMP): %s", exc)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Transports:
+    """The UDP socket, the TCP listener and the table of open TCP connections on one host:port."""
+
+    def __init__(self, host: str, port: int, on_message: MessageCallback) -> None:
+        self.host = host
+        self.port = port
+        self.on_message = on_message
+        self.local: tuple[str, int] = (host, port)
+        self._udp: asyncio.DatagramTransport | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._conns: dict[tuple[str, int], TcpConnection] = {}
+        self._all: set[TcpConnection] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._dns: dict[str, tuple[str, float]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    async def start(self) -> None:
+        """Bind UDP and TCP on the same port (port 0: find one that is free for both)."""
+        loop = self._loop = asyncio.get_running_loop()
+        attempts = 50 if self.port == 0 else 1
+        last: OSError | None = None
+        for _ in range(attempts):
+            server = await loop.create_server(lambda: TcpConnection(self, inbound=True), self.host,
+                                              self.port, family=self._family, reuse_address=True)
+            port = server.sockets[0].getsockname()[1]
+            try:
+                udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
+                                                             local_addr=(self.host, port),
+                                                             family=self._family)
+            except OSError as e:
+                last = e
+                server.close()
+                continue
+            self._server, self._udp = server, udp  # type: ignore[assignment]
+            self.port = port
+            self.local = (self.host, port)
+            logger.info("SIP listening on udp/tcp %s:%d", self.host, port)
+            return
+        raise OSError(f"cannot bind UDP and TCP on {self.host}:{self.port}: {last}")
+
+    def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for conn in list(self._all):
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, data: bytes, transport: str, host: str, port: int, *,
+             on_error: ErrorCallback | None = None) -> None:
+        """Send to host:port; TCP reuses a connection to that (host, port) or opens one."""
+        if transport == "udp":
+            udp = self._udp
+            if udp is None:
+                _report(on_error, "UDP transport is closed")
+                return
+            if not _is_ip(host):
+                self._spawn(self._send_udp_resolved(data, host, port, on_error))
+                return
+            try:
+                udp.sendto(data, (host, port))
+            except (OSError, ValueError) as e:
+                _report(on_error, f"UDP send to {host}:{port} failed: {e}")
+            return
+        if transport != "tcp":
+            _report(on_error, f"unsupported transport {transport!r}")
+            return
+        conn = self._conns.get((host, port))
+        if conn is None or conn.closed:
+            conn = self._connect(host, port)
+        conn.write(data, on_error)
+
+    def reply(self, data: bytes, source: Source, fallback_port: int | None = None) -> None:
+        """Send a response back where the request came from (same TCP connection if still open)."""
+        if source.transport == "udp":
+            udp = self._udp
+            if udp is not None:
+                try:
+                    udp.sendto(data, (source.address, source.port))
+                except (OSError, ValueError) as e:
+                    logger.warning("UDP send to %s:%d failed: %s", source.address, source.port, e)
+            return
+        conn = source.connection
+        if conn is not None and not conn.closed:
+            conn.write(data)
+            return
+        # RFC 3261 18.2.2: connection gone, open one to the received address and the sent-by port
+        port = fallback_port or 5060
+        self.send(data, "tcp", source.address, port,
+                  on_error=lambda why: logger.warning("response to %s:%d not sent: %s",
+                                                      source.address, port, why))
+
+    def _connect(self, host: str, port: int) -> TcpConnection:
+        conn = TcpConnection(self, inbound=False)
+        key = (host, port)
+        self._conns[key] = conn
+        conn.keys.append(key)
+        self._all.add(conn)
+        self._spawn(self._open(conn, host, port))
+        return conn
+
+    async def _open(self, conn: TcpConnection, host: str, port: int) -> None:
+        assert self._loop is not None
+        local = None if self.host in ("0.0.0.0", "::") else (self.host, 0)
+        try:
+            await asyncio.wait_for(self._loop.create_connection(lambda: conn, host, port,
+                                                                local_addr=local),
+                                   CONNECT_TIMEOUT)
+        except (TimeoutError, OSError) as e:
+            why = str(e) or type(e).__name__
+            logger.warning("TCP connect to %s:%d failed: %s", host, port, why)
+            conn._connect_failed(f"TCP connect to {host}:{port} failed: {why}")
+
+    async def _send_udp_resolved(self, data: bytes, host: str, port: int,
+                                 on_error: ErrorCallback | None) -> None:
+        try:
+            ip = await self._resolve(host)
+        except OSError as e:
+            _report(on_error, f"cannot resolve {host}: {e}")
+            return
+        udp = self._udp
+        if udp is None:
+            _report(on_error, "UDP transport is closed")
+            return
+        try:
+            udp.sendto(data, (ip, port))
+        except (OSError, ValueError) as e:
+            _report(on_error, f"UDP send to {host}:{port} failed: {e}")
+
+    async def _resolve(self, host: str) -> str:
+        now = time.monotonic()
+        hit = self._dns.get(host)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        assert self._loop is not None
+        infos = await self._loop.getaddrinfo(host, None, family=self._family, type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"no address for {host}")
+        ip = infos[0][4][0]
+        self._dns[host] = (ip, now + DNS_TTL)
+        return ip
+
+    def _spawn(self, coro) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- connection table ------------------------------------------------------------------------
+
+    def _register(self, conn: TcpConnection) -> None:
+        self._all.add(conn)
+        if conn.peer is not None:
+            key = conn.peer
+            if self._conns.get(key) is not conn:
+                old = self._conns.get(key)
+                if old is None or old.closed:
+                    self._conns[key] = conn
+                    conn.keys.append(key)
+
+    def _unregister(self, conn: TcpConnection) -> None:
+        self._all.discard(conn)
+        for key in conn.keys:
+            if self._conns.get(key) is conn:
+                del self._conns[key]
+        conn.keys = []
+
+
+def _report(on_error: ErrorCallback | None, reason: str) -> None:
+    if on_error is None:
+        logger.warning("send failed: %s", reason)
+    else:
+        on_error(reason)

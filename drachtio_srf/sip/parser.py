@@ -1,0 +1,636 @@
+"""SipMessage: a lazily parsed SIP request or response, and its serialisation.
+
+Parsing does the minimum up front: the start line, one split of the header block into an
+ordered list of lines, and the body cut to Content-Length. Header values are parsed only when
+``get_parsed_header`` asks for them, and the result is cached until that header changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from itertools import islice
+from typing import Any
+
+from .errors import SipParseError, snippet
+from .headers import (
+    _NAME_CACHE,
+    _QUOTED_RE,
+    MULTI_PARSERS,
+    SINGLE_PARSERS,
+    AttrDict,
+    _resolve,
+    pretty_name,
+    reason_phrase,
+    unquote,
+)
+from .uri import stringify_uri
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SipMessage", "SipParseError"]
+
+_METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_VERSION_RE = re.compile(r"\d+\.\d+")
+_BOUNDARY_RE = re.compile(r';\s*boundary\s*=\s*(?:"([^"]*)"|([^\s;]+))', re.IGNORECASE)
+_PART_CT_RE = re.compile(r"^(?:content-type|c)[ \t]*:[ \t]*(.*?)[ \t\r]*$",
+                         re.IGNORECASE | re.MULTILINE)
+_USER_RE = re.compile(r"sips?:([^@>]*?)@", re.IGNORECASE)
+
+# (lookup key, stored name, value) of one header line
+_Line = tuple[str, str, str]
+
+
+def _key(name: str) -> str:
+    """Lookup key for a user-supplied header name; ValueError for a non-token name."""
+    names = _NAME_CACHE.get(name)
+    if names is not None:
+        return names[0]
+    try:
+        return _resolve(name)[0]
+    except SipParseError:
+        raise ValueError(f"bad header name: {snippet(name)}") from None
+
+
+def _check_value(value: Any) -> str:
+    v = value if isinstance(value, str) else str(value)
+    if "\r" in v or "\n" in v:
+        raise ValueError(f"header value must not contain CR or LF: {snippet(v)}")
+    return v.strip()
+
+
+def _byte_len(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogateescape"))
+
+
+def _tag_of(value: str | None) -> str | None:
+    """The tag param of a From/To value, found without a full name-addr parse."""
+    if not value:
+        return None
+    gt = value.rfind(">")
+    tail = value[gt + 1:] if gt >= 0 else value[value.find(";") + 1:] if ";" in value else ""
+    low = tail.lower()
+    pos = low.find("tag")
+    while pos >= 0:
+        before = low[:pos].rstrip()
+        if before.endswith(";") or (gt < 0 and not before):
+            after = tail[pos + 3:].lstrip()
+            if after.startswith("="):
+                return after[1:].split(";", 1)[0].strip() or None
+        pos = low.find("tag", pos + 3)
+    return None
+
+
+class SipMessage:
+    """A SIP request or response (drachtio-srf's SipMessage).
+
+    ``SipMessage(text)`` parses str/bytes (raising SipParseError), ``SipMessage({...})`` builds
+    one from a JS-style dict, ``SipMessage()`` is empty. Parsed header objects returned by
+    ``get_parsed_header`` are cached and shared: copy them before modifying.
+    """
+
+    def __init__(self, text: str | bytes | Mapping[str, Any] | None = None) -> None:
+        self.method: str | None = None
+        self.uri: str | None = None
+        self.version: str = "2.0"
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.body: str = ""
+        self.raw: str | None = None
+        self._lines: list[_Line] = []
+        self._index: dict[str, list[int]] | None = {}
+        self._parsed: dict[str, Any] | None = None
+        self._payload: list[AttrDict] | None = None
+        self._payload_cache: tuple[str, str | None, list[AttrDict]] | None = None
+        if text is None:
+            return
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            text = bytes(text).decode("utf-8", "surrogateescape")
+        if isinstance(text, str):
+            self._parse(text)
+        elif isinstance(text, Mapping):
+            self._build(text)
+        else:
+            raise TypeError(f"SipMessage expects str, bytes or dict, not {type(text).__name__}")
+
+    # ----------------------------------------------------------------------------- parsing
+
+    def _parse(self, text: str) -> None:
+        self.raw = text
+        if text[:1] in ("\r", "\n"):
+            text = text.lstrip("\r\n")
+        if not text:
+            raise SipParseError("empty message")
+        end = text.find("\r\n\r\n")
+        if end >= 0:
+            head = text[:end]
+            body = text[end + 4:]
+        else:
+            if "\r\n" not in text:
+                raise SipParseError(f"no CRLF in message: {snippet(text)}")
+            head = text.removesuffix("\r\n")
+            body = ""
+        lines = head.split("\r\n")
+        nlines = len(lines) - 1
+        if head.count("\n") != nlines or head.count("\r") != nlines:
+            _bare_line_end(lines)
+        self._parse_start(lines[0])
+
+        hdrs = self._lines
+        index = self._index
+        assert index is not None
+        cache_get = _NAME_CACHE.get
+        n = 0
+        lineno = 1
+        for line in islice(lines, 1, None):
+            lineno += 1
+            if not line:
+                raise SipParseError(f"empty header line (line {lineno})")
+            first = line[0]
+            if first == " " or first == "\t":
+                if not n:
+                    raise SipParseError(f"continuation line before any header (line {lineno})")
+                k, s, v = hdrs[-1]
+                hdrs[-1] = (k, s, f"{v} {line.strip()}" if v else line.strip())
+                continue
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise SipParseError(f"header line without colon (line {lineno}): "
+                                    f"{snippet(line)}")
+            names = cache_get(name)
+            if names is None:
+                try:
+                    names = _resolve(name)
+                except SipParseError as e:
+                    raise SipParseError(f"{e} (line {lineno})") from None
+            key = names[0]
+            pos = index.get(key)
+            if pos is None:
+                index[key] = [n]
+            else:
+                pos.append(n)
+            hdrs.append((key, names[1], value.strip()))
+            n += 1
+
+        cl = index.get("content-length")
+        if cl is not None:
+            cl_text = hdrs[cl[0]][2]
+            if not cl_text.isdigit():
+                raise SipParseError(f"bad Content-Length: {snippet(cl_text)}")
+            length = int(cl_text)
+            if body.isascii():
+                if length < len(body):
+                    body = body[:length]
+            else:
+                data = body.encode("utf-8", "surrogateescape")
+                if length < len(data):
+                    body = data[:length].decode("utf-8", "surrogateescape")
+        self.body = body
+
+    def _parse_start(self, line: str) -> None:
+        if line.startswith("SIP/"):
+            proto, _, rest = line.partition(" ")
+            version = proto[4:]
+            if not _VERSION_RE.fullmatch(version):
+                raise SipParseError(f"bad start line: {snippet(line)}")
+            code, _, reason = rest.lstrip().partition(" ")
+            if len(code) != 3 or not code.isdigit() or code[0] not in "123456":
+                raise SipParseError(f"bad status code {snippet(code)} in start line "
+                                    f"{snippet(line)}")
+            self.version = version
+            self.status = int(code)
+            self.reason = reason.strip()
+            return
+        parts = line.split(" ")
+        if (len(parts) != 3 or not parts[1] or not parts[2].startswith("SIP/")
+                or not _VERSION_RE.fullmatch(parts[2][4:]) or not _METHOD_RE.fullmatch(parts[0])):
+            raise SipParseError(f"bad start line: {snippet(line)}")
+        self.method = parts[0]
+        self.uri = parts[1]
+        self.version = parts[2][4:]
+
+    def _build(self, d: Mapping[str, Any]) -> None:
+        for attr in ("method", "uri", "status", "reason", "version", "body"):
+            v = d.get(attr)
+            if v is None:
+                continue
+            if attr == "uri":
+                v = stringify_uri(v)
+            elif attr == "status":
+                v = int(v)
+            elif attr == "body" and isinstance(v, (bytes, bytearray)):
+                v = bytes(v).decode("utf-8", "surrogateescape")
+            setattr(self, attr, v)
+        headers = d.get("headers") or {}
+        for name, value in headers.items():
+            if isinstance(value, (list, tuple)):
+                for v in value:
+                    self.add(name, v)
+            elif value is not None:
+                self.add(name, value)
+        if d.get("payload") is not None:
+            self._payload = [AttrDict(p) for p in d["payload"]]
+
+    # ----------------------------------------------------------------------------- index
+
+    def _idx(self) -> dict[str, list[int]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for i, (k, _s, _v) in enumerate(self._lines):
+                pos = index.get(k)
+                if pos is None:
+                    index[k] = [i]
+                else:
+                    pos.append(i)
+            self._index = index
+        return index
+
+    def _changed(self, key: str, reindex: bool) -> None:
+        if reindex:
+            self._index = None
+        if self._parsed is not None:
+            self._parsed.pop(key, None)
+
+    # ----------------------------------------------------------------------------- basic access
+
+    @property
+    def type(self) -> str:
+        """'request', 'response' or 'unknown'."""
+        if self.method:
+            return "request"
+        if self.status:
+            return "response"
+        return "unknown"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Stored name -> value (repeated lines joined with ','); a fresh dict on each access."""
+        out: dict[str, str] = {}
+        names: dict[str, str] = {}
+        for k, s, v in self._lines:
+            stored = names.get(k)
+            if stored is None:
+                names[k] = s
+                out[s] = v
+            else:
+                out[stored] = f"{out[stored]},{v}"
+        return out
+
+    @headers.setter
+    def headers(self, value: Mapping[str, Any]) -> None:
+        self._lines = []
+        self._index = {}
+        self._parsed = None
+        self._payload = None
+        for name, v in value.items():
+            self.add(name, v)
+
+    def get(self, name: str) -> str | None:
+        """The value of a header (case-insensitive, compact forms too), lines joined by ','."""
+        pos = self._idx().get(_key(name))
+        if pos is None:
+            return None
+        lines = self._lines
+        if len(pos) == 1:
+            return lines[pos[0]][2]
+        return ",".join([lines[i][2] for i in pos])
+
+    def get_all(self, name: str) -> list[str]:
+        """One value per header line, in order ([] when absent)."""
+        pos = self._idx().get(_key(name))
+        if pos is None:
+            return []
+        lines = self._lines
+        return [lines[i][2] for i in pos]
+
+    def has(self, name: str) -> bool:
+        """Whether the header is present."""
+        return _key(name) in self._idx()
+
+    def get_header_name(self, name: str) -> str | None:
+        """The stored spelling of a header present in the message, else None."""
+        pos = self._idx().get(_key(name))
+        return self._lines[pos[0]][1] if pos else None
+
+    def header_lines(self) -> list[tuple[str, str]]:
+        """(stored name, value) of every header line, in order."""
+        return [(s, v) for _k, s, v in self._lines]
+
+    # ----------------------------------------------------------------------------- mutation
+
+    def set(self, name: str | Mapping[str, Any], value: Any = None) -> SipMessage:
+        """drachtio-srf's set: add a header, or append ``,value`` if it is already present.
+
+        ``set({name: value, ...})`` sets several. Use replace() to overwrite a header.
+        """
+        items = name.items() if isinstance(name, Mapping) else ((name, value),)
+        for n, v in items:
+            key, stored = self._name(n)
+            v = _check_value(v)
+            pos = self._idx().get(key)
+            if pos is None:
+                self._append(key, stored, v)
+            else:
+                last = pos[-1]
+                k, s, old = self._lines[last]
+                self._lines[last] = (k, s, f"{old},{v}" if old else v)
+                self._changed(key, False)
+        return self
+
+    def replace(self, name: str, value: Any) -> SipMessage:
+        """Replace every line of a header by one (at the first one's place), or append it."""
+        key, stored = self._name(name)
+        v = _check_value(value)
+        pos = self._idx().get(key)
+        if pos is None:
+            self._append(key, stored, v)
+            return self
+        first = pos[0]
+        k, s, _old = self._lines[first]
+        self._lines[first] = (k, s, v)
+        if len(pos) > 1:
+            drop = set(pos[1:])
+            self._lines = [line for i, line in enumerate(self._lines) if i not in drop]
+            self._changed(key, True)
+        else:
+            self._changed(key, False)
+        return self
+
+    def add(self, name: str, value: Any) -> SipMessage:
+        """Append one header line (after every other line)."""
+        key, stored = self._name(name)
+        self._append(key, stored, _check_value(value))
+        return self
+
+    def prepend(self, name: str, value: Any) -> SipMessage:
+        """Insert a header line before the first line of that header, or at the top."""
+        key, stored = self._name(name)
+        v = _check_value(value)
+        pos = self._idx().get(key)
+        at = pos[0] if pos else 0
+        if pos:
+            stored = self._lines[at][1]
+        self._lines.insert(at, (key, stored, v))
+        self._changed(key, True)
+        return self
+
+    def remove(self, name: str) -> SipMessage:
+        """Remove every line of a header (no error if absent)."""
+        key = _key(name)
+        if key in self._idx():
+            self._lines = [line for line in self._lines if line[0] != key]
+            self._changed(key, True)
+        return self
+
+    @staticmethod
+    def _name(name: str) -> tuple[str, str]:
+        try:
+            return _resolve(name)
+        except SipParseError:
+            raise ValueError(f"bad header name: {snippet(name)}") from None
+
+    def _append(self, key: str, stored: str, value: str) -> None:
+        index = self._idx()
+        pos = index.get(key)
+        if pos is None:
+            index[key] = [len(self._lines)]
+        else:
+            stored = self._lines[pos[0]][1]
+            pos.append(len(self._lines))
+        self._lines.append((key, stored, value))
+        self._changed(key, False)
+
+    # ----------------------------------------------------------------------------- parsed access
+
+    def get_parsed_header(self, name: str) -> Any:
+        """A header parsed per its kind (see docs/architecture.md); LookupError when absent.
+
+        The result is cached and shared with later calls: copy it before modifying it.
+        """
+        key = _key(name)
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = {}
+        else:
+            try:
+                return parsed[key]
+            except KeyError:
+                pass
+        pos = self._idx().get(key)
+        if pos is None:
+            raise LookupError(f"header '{name}' not available in SIP message")
+        lines = self._lines
+        multi = MULTI_PARSERS.get(key)
+        if multi is not None:
+            result = multi([lines[i][2] for i in pos])
+        else:
+            value = lines[pos[0]][2] if len(pos) == 1 else ",".join([lines[i][2] for i in pos])
+            single = SINGLE_PARSERS.get(key)
+            result = single(value) if single is not None else value
+        parsed[key] = result
+        return result
+
+    @property
+    def call_id(self) -> str | None:
+        """The Call-ID value, or None."""
+        return self.get("call-id")
+
+    @property
+    def cseq(self) -> AttrDict | None:
+        """AttrDict{seq, method} of the CSeq header, or None when absent."""
+        if "cseq" not in self._idx():
+            return None
+        return self.get_parsed_header("cseq")
+
+    @property
+    def from_tag(self) -> str | None:
+        """The From tag, or None."""
+        return _tag_of(self.get("from"))
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag, or None."""
+        return _tag_of(self.get("to"))
+
+    def _caller_header(self) -> str | None:
+        pai = self.get("p-asserted-identity")
+        return pai if pai else self.get("from")
+
+    @property
+    def calling_number(self) -> str:
+        """User part of P-Asserted-Identity, else of From (tel: number too); '' if none."""
+        return _user_of(self._caller_header())
+
+    @property
+    def called_number(self) -> str:
+        """User part of the request-URI with its params stripped; '' if none."""
+        uri = self.uri
+        return _user_of(uri if uri is None or isinstance(uri, str) else stringify_uri(uri))
+
+    @property
+    def calling_name(self) -> str:
+        """Display name of P-Asserted-Identity, else of From (unquoted); '' if none."""
+        value = self._caller_header()
+        if not value:
+            return ""
+        v = value.strip()
+        if v.startswith('"'):
+            m = _QUOTED_RE.match(v)
+            return unquote(m.group()) if m else ""
+        lt = v.find("<")
+        return v[:lt].strip() if lt > 0 else ""
+
+    @property
+    def can_form_dialog(self) -> bool:
+        """True for an INVITE or SUBSCRIBE without a To tag."""
+        return self.method in ("INVITE", "SUBSCRIBE") and self.to_tag is None
+
+    # ----------------------------------------------------------------------------- body
+
+    @property
+    def payload(self) -> list[AttrDict]:
+        """The body as [AttrDict{type, content}]: one item, or one per part of a multipart."""
+        if self._payload is not None:
+            return self._payload
+        body = self.body or ""
+        ctype = self.get("content-type")
+        cache = self._payload_cache
+        if cache is not None and cache[0] is body and cache[1] == ctype:
+            return cache[2]
+        result = _split_payload(ctype, body)
+        self._payload_cache = (body, ctype, result)
+        return result
+
+    @payload.setter
+    def payload(self, value: Iterable[Mapping[str, Any]] | None) -> None:
+        self._payload = None if value is None else [AttrDict(x) for x in value]
+
+    # ----------------------------------------------------------------------------- output
+
+    def to_string(self) -> str:
+        """Serialise: start line, headers in order, Content-Length = body UTF-8 bytes, body."""
+        if self.method:
+            out = [f"{self.method} {stringify_uri(self.uri or '')} SIP/{self.version or '2.0'}"]
+        elif self.status:
+            reason = self.reason if self.reason is not None else reason_phrase(self.status)
+            out = [f"SIP/{self.version or '2.0'} {self.status} {reason}"]
+        else:
+            raise ValueError("cannot serialise a SIP message with neither method nor status")
+        body = self.body or ""
+        cl = f"Content-Length: {_byte_len(body)}"
+        seen_cl = False
+        for k, s, v in self._lines:
+            if k == "content-length":
+                if not seen_cl:
+                    out.append(cl)
+                    seen_cl = True
+                continue
+            out.append(f"{pretty_name(s)}: {v}")
+        if not seen_cl:
+            out.append(cl)
+        out.append("")
+        out.append(body)
+        return "\r\n".join(out)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+    def __repr__(self) -> str:
+        if self.method:
+            first = f"{self.method} {self.uri}"
+        elif self.status:
+            first = f"{self.status} {self.reason}"
+        else:
+            first = "empty"
+        return f"<SipMessage {first} call-id={self.get('call-id')!r}>"
+
+    def copy(self) -> SipMessage:
+        """An independent copy (header lines, body, start line; parse cache not shared)."""
+        m = SipMessage()
+        m.method, m.uri, m.version = self.method, self.uri, self.version
+        m.status, m.reason, m.body, m.raw = self.status, self.reason, self.body, self.raw
+        m._lines = list(self._lines)
+        m._index = None
+        if self._payload is not None:
+            m._payload = [AttrDict(p) for p in self._payload]
+        return m
+
+    # JS aliases (same objects as the PEP 8 names)
+    getParsedHeader = get_parsed_header
+    getHeaderName = get_header_name
+    callingNumber = calling_number
+    calledNumber = called_number
+    callingName = calling_name
+    canFormDialog = can_form_dialog
+    toString = to_string
+
+
+def _bare_line_end(lines: list[str]) -> None:
+    for lineno, line in enumerate(lines):
+        if "\r" in line or "\n" in line:
+            raise SipParseError(f"bare CR or LF in line {lineno + 1}: {snippet(line)}")
+
+
+def _user_of(value: str | None) -> str:
+    """The user part of the first sip(s) URI in a value (params stripped), or a tel number."""
+    if not value:
+        return ""
+    m = _USER_RE.search(value)
+    if m is not None:
+        return m.group(1).split(";", 1)[0]
+    low = value.lower()
+    t = low.find("tel:")
+    if t >= 0:
+        number = value[t + 4:]
+        for stop in (";", ">", " ", ","):
+            number = number.split(stop, 1)[0]
+        return number
+    return ""
+
+
+def _split_payload(content_type: str | None, body: str) -> list[AttrDict]:
+    """[AttrDict{type, content}] for a body; multipart bodies give one item per part."""
+    if content_type and "multipart/" in content_type.lower():
+        m = _BOUNDARY_RE.search(content_type)
+        if m is not None:
+            boundary = m.group(1) if m.group(1) is not None else m.group(2)
+            parts = _multipart(body, boundary)
+            if parts is not None:
+                return parts
+    return [AttrDict(type=content_type, content=body)]
+
+
+def _multipart(body: str, boundary: str) -> list[AttrDict] | None:
+    delimiter = "--" + boundary
+    chunks = body.split(delimiter)
+    if len(chunks) < 2:
+        return None
+    out = []
+    for chunk in chunks[1:]:
+        if chunk.startswith("--"):
+            break                       # close delimiter
+        # the delimiter line ends with CRLF (maybe after transport padding)
+        nl = chunk.find("\n")
+        if nl < 0:
+            continue
+        part = chunk[nl + 1:]
+        if part.endswith("\r\n"):
+            part = part[:-2]
+        elif part.endswith("\n"):
+            part = part[:-1]
+        sep = part.find("\r\n\r\n")
+        skip = 4
+        if sep < 0:
+            sep = part.find("\n\n")
+            skip = 2
+        if part.startswith(("\r\n", "\n")):
+            headers, content = "", part[2 if part.startswith("\r\n") else 1:]
+        elif sep < 0:
+            headers, content = part, ""
+        else:
+            headers, content = part[:sep], part[sep + skip:]
+        ct = _PART_CT_RE.search(headers)
+        out.append(AttrDict(type=ct.group(1) if ct else None, content=content))
+    return out

@@ -1,0 +1,103 @@
+"""A line-by-line port of drachtio-srf's examples/simple-uas.js, keeping its JS names.
+
+It answers every INVITE with the caller's own SDP (connection address blanked to 0.0.0.0) and a
+User-Agent header, puts the call on hold 2 s later, takes it off hold 2 s after that, and logs
+when the call ends.
+
+The original was written against the pre-5.x API; the only renames are the ones drachtio-srf
+itself made: ``createUasDialog`` -> ``createUAS``, ``modifySession`` -> ``modify``, and the
+separate ``drachtio()`` app (``app.invite``, ``app.connect``, ``app.use(srf.dialog())``) folded
+into ``Srf``. JS ``setTimeout`` becomes a timer thread; ``debug(...)`` becomes a logger.
+
+Run: ``python examples/simple_uas.py [host [port [secret]]]`` (defaults 127.0.0.1 8022 cymru).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from drachtio_srf import Srf
+
+debug = logging.getLogger("drachtio-srf").debug  # var debug = require('debug')('drachtio-srf')
+
+HOLD_AFTER = 2.0    # setTimeout(..., 2000) before the hold
+UNHOLD_AFTER = 2.0  # setTimeout(..., 2000) before the unhold
+
+
+def setTimeout(fn: Callable[[], Any], seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, fn)
+    timer.name = "simple-uas-timer"
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def install(srf: Srf, hold_after: float = HOLD_AFTER, unhold_after: float = UNHOLD_AFTER) -> None:
+    """Register the INVITE handler on `srf` (the body of simple-uas.js before app.connect)."""
+
+    def on_invite(req: Any, res: Any) -> None:                    # app.invite( function( req, res) {
+
+        opts = {                                                  # var opts = {
+            # JS /^c=IN IP4 .*$/m stops before '\r'; Python's $ does not, hence [^\r\n]*
+            "localSdp": re.sub(r"^c=IN IP4 [^\r\n]*$", "c=IN IP4 0.0.0.0", req.body, flags=re.MULTILINE),
+            "headers": {
+                "User-Agent": "simple-uas",
+            },
+        }
+
+        def on_dialog(err: BaseException | None, dialog: Any = None) -> None:  # function(err, dialog) {
+            if err:
+                raise err
+
+            debug("dialog: %s", json.dumps(dialog.toJSON(), default=str))
+
+            def hold() -> None:
+                def on_held(err: BaseException | None, *_: Any) -> None:
+                    if err:
+                        raise err
+                    debug("successfully put dialog on hold")
+
+                    def unhold() -> None:
+                        def on_unheld(err: BaseException | None, *_: Any) -> None:
+                            if err:
+                                raise err
+                            debug("successfully took dialog off hold")
+                        dialog.modify("unhold", on_unheld)
+                    setTimeout(unhold, unhold_after)
+                dialog.modify("hold", on_held)
+            setTimeout(hold, hold_after)
+
+            dialog.on("destroy", lambda *args: destroy(dialog))   # destroy.bind( dialog )
+
+        srf.createUAS(req, res, opts, on_dialog)                  # srf.createUasDialog(...)
+
+    srf.invite(on_invite)
+
+
+def destroy(dialog: Any) -> None:
+    debug("dialog ended")
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    host, port, secret = (argv + ["127.0.0.1", "8022", "cymru"][len(argv):])[:3]
+    srf = Srf()
+    install(srf)
+    srf.connect({
+        "host": host,
+        "port": int(port),
+        "secret": secret,
+    })
+    try:
+        threading.Event().wait()  # a Node process keeps running while it has a connection
+    except KeyboardInterrupt:
+        srf.disconnect()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,412 @@
+"""Dispatcher, Timers, DrachtioFuture and Completion: the client's threading contract."""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+
+import pytest
+
+from drachtio_srf.dispatch import Completion, Dispatcher, DrachtioFuture, Timers
+
+WAIT = 5.0
+
+
+def _module_threads(prefix: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
+
+
+@pytest.fixture
+def dispatcher():
+    d = Dispatcher(max_workers=8, name="test-worker")
+    yield d
+    d.shutdown(wait=True, timeout=WAIT)
+
+
+# ---------------------------------------------------------------------------- Dispatcher
+
+def test_serial_order_per_key_under_concurrency(dispatcher: Dispatcher) -> None:
+    keys = [f"dialog-{k}" for k in range(10)]
+    seen: dict[str, list[int]] = {k: [] for k in keys}
+    running: dict[str, int] = {k: 0 for k in keys}
+    overlaps: list[str] = []
+    guard = threading.Lock()
+    total = 1000
+    remaining = [total]
+    all_done = threading.Event()
+    workers_used: set[str] = set()
+
+    def task(key: str, n: int) -> None:
+        with guard:
+            running[key] += 1
+            if running[key] > 1:
+                overlaps.append(key)
+            workers_used.add(threading.current_thread().name)
+        sum(range(200 + (n % 7) * 100))   # a little real work so tasks overlap across keys
+        with guard:
+            seen[key].append(n)
+            running[key] -= 1
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                all_done.set()
+
+    # Submit from several threads at once, each owning some keys (so per-key order is defined).
+    def submitter(my_keys: list[str]) -> None:
+        for n in range(total // len(keys)):
+            for key in my_keys:
+                dispatcher.submit(key, task, key, n)
+
+    threads = [threading.Thread(target=submitter, args=(keys[i::3],)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert all_done.wait(WAIT), f"only {total - remaining[0]} of {total} tasks ran"
+    assert overlaps == []
+    for key in keys:
+        assert seen[key] == list(range(total // len(keys))), key
+    assert all(name.startswith("test-worker-") for name in workers_used)
+
+
+def test_different_keys_run_in_parallel(dispatcher: Dispatcher) -> None:
+    barrier = threading.Barrier(2, timeout=WAIT)
+    results: queue.Queue[str] = queue.Queue()
+
+    def meet(name: str) -> None:
+        barrier.wait()        # only returns if the other key's task runs at the same time
+        results.put(name)
+
+    dispatcher.submit("dialog-a", meet, "a")
+    dispatcher.submit("dialog-b", meet, "b")
+    got = {results.get(timeout=WAIT), results.get(timeout=WAIT)}
+    assert got == {"a", "b"}
+
+
+def test_unkeyed_tasks_run_in_parallel(dispatcher: Dispatcher) -> None:
+    barrier = threading.Barrier(3, timeout=WAIT)
+    done: queue.Queue[int] = queue.Queue()
+    for i in range(3):
+        dispatcher.submit(None, lambda i=i: (barrier.wait(), done.put(i)))
+    assert sorted(done.get(timeout=WAIT) for _ in range(3)) == [0, 1, 2]
+
+
+def test_blocked_worker_waiting_on_future_does_not_deadlock(dispatcher: Dispatcher) -> None:
+    fut = DrachtioFuture(dispatcher)
+    waiting = threading.Event()
+    out: queue.Queue[object] = queue.Queue()
+
+    def handler() -> None:
+        waiting.set()
+        out.put(("handler", fut.result(timeout=WAIT)))   # e.g. dialog.modify(...).result()
+
+    dispatcher.submit("dialog-1", handler)
+    dispatcher.submit("dialog-1", lambda: out.put(("next", None)))
+    # The "reader thread" resolves the future while the worker is blocked.
+    reader = threading.Thread(target=lambda: (waiting.wait(WAIT), fut.set_result("200 OK")))
+    reader.start()
+    assert out.get(timeout=WAIT) == ("handler", "200 OK")
+    assert out.get(timeout=WAIT) == ("next", None)
+    reader.join(WAIT)
+
+
+def test_pool_grows_when_handlers_block_on_each_other() -> None:
+    # Task A (one key) blocks until task B (another key) runs: needs a second worker. Repeat with
+    # a tiny idle timeout so workers keep exiting and being re-created between rounds.
+    d = Dispatcher(max_workers=4, name="grow-worker", idle_timeout=0.001)
+    try:
+        for round_ in range(200):
+            released = threading.Event()
+            finished: queue.Queue[str] = queue.Queue()
+            d.submit(f"a{round_}", lambda r=released, f=finished: f.put("a" if r.wait(WAIT) else "a-timeout"))
+            d.submit(f"b{round_}", lambda r=released, f=finished: (r.set(), f.put("b")))
+            assert sorted([finished.get(timeout=WAIT), finished.get(timeout=WAIT)]) == ["a", "b"]
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+    assert _module_threads("grow-worker") == []
+
+
+def test_max_workers_limits_parallelism_but_loses_nothing() -> None:
+    d = Dispatcher(max_workers=2, name="cap-worker")
+    active = [0]
+    peak = [0]
+    lock = threading.Lock()
+    done: queue.Queue[int] = queue.Queue()
+
+    def task(i: int) -> None:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        sum(range(2000))
+        with lock:
+            active[0] -= 1
+        done.put(i)
+
+    try:
+        for i in range(300):
+            d.submit(None if i % 2 else f"k{i % 5}", task, i)
+        assert sorted(done.get(timeout=WAIT) for _ in range(300)) == list(range(300))
+        assert peak[0] <= 2
+        assert len(_module_threads("cap-worker")) <= 2
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+
+
+def test_exception_in_task_is_logged_and_next_task_runs(dispatcher: Dispatcher,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    ran = threading.Event()
+
+    def boom() -> None:
+        raise ValueError("handler bug")
+
+    with caplog.at_level(logging.ERROR, logger="drachtio_srf.dispatch"):
+        dispatcher.submit("k", boom)
+        dispatcher.submit("k", ran.set)
+        assert ran.wait(WAIT)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and errors[0].exc_info is not None
+    assert isinstance(errors[0].exc_info[1], ValueError)
+    assert "handler bug" in caplog.text
+
+
+def test_kwargs_are_passed(dispatcher: Dispatcher) -> None:
+    out: queue.Queue[tuple] = queue.Queue()
+    dispatcher.submit("k", lambda a, b=None: out.put((a, b)), 1, b=2)
+    assert out.get(timeout=WAIT) == (1, 2)
+
+
+def test_shutdown_runs_pending_work_then_stops_all_workers() -> None:
+    before = set(threading.enumerate())
+    d = Dispatcher(max_workers=4, name="stop-worker")
+    gate = threading.Event()
+    order: list[int] = []
+    d.submit("k", gate.wait, WAIT)
+    for i in range(50):
+        d.submit("k", order.append, i)
+    d.submit(None, gate.set)
+    d.shutdown(wait=True, timeout=WAIT)
+    assert order == list(range(50))
+    assert _module_threads("stop-worker") == []
+    assert {t for t in threading.enumerate() if t.name.startswith("stop-worker")} <= before
+
+
+def test_submit_after_shutdown_is_dropped_with_warning(caplog: pytest.LogCaptureFixture) -> None:
+    d = Dispatcher(name="late-worker")
+    d.shutdown()
+    ran = threading.Event()
+    with caplog.at_level(logging.WARNING, logger="drachtio_srf.dispatch"):
+        d.submit("k", ran.set)
+    assert d.closed
+    assert not ran.is_set()
+    assert "shut down" in caplog.text
+    assert _module_threads("late-worker") == []
+
+
+def test_shutdown_from_inside_a_task_does_not_hang() -> None:
+    d = Dispatcher(name="self-stop")
+    returned = threading.Event()
+
+    def stop_inside() -> None:
+        d.shutdown(wait=True, timeout=WAIT)
+        returned.set()
+
+    d.submit("k", stop_inside)
+    assert returned.wait(WAIT)
+    d.shutdown(wait=True, timeout=WAIT)   # from outside: waits for the pool to wind down
+    assert _module_threads("self-stop") == []
+
+
+def test_per_task_overhead_is_small() -> None:
+    d = Dispatcher(name="perf-worker")
+    n = 20000
+    done = threading.Event()
+    count = [0]
+
+    def task() -> None:
+        count[0] += 1
+        if count[0] == n:
+            done.set()
+
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            d.submit("one-dialog", task)   # keyed: strictly serial, so count needs no lock
+        assert done.wait(30)
+        elapsed = time.perf_counter() - start
+    finally:
+        d.shutdown()
+    # Generous bound (shared 2-core machine): ~50 us per keyed task including the hand-off.
+    assert elapsed / n < 50e-6, f"{elapsed / n * 1e6:.1f} us per task"
+
+
+# ---------------------------------------------------------------------------- Timers
+
+def test_timers_run_in_order_and_cancel() -> None:
+    timers = Timers(name="test-timers")
+    fired: queue.Queue[str] = queue.Queue()
+    try:
+        timers.call_later(0.06, fired.put, "late")
+        cancelled = timers.call_later(0.03, fired.put, "cancelled")
+        timers.call_later(0.0, fired.put, "now")
+        timers.call_later(0.02, lambda: threading.current_thread().name).cancel()
+        cancelled.cancel()
+        assert fired.get(timeout=WAIT) == "now"
+        assert fired.get(timeout=WAIT) == "late"
+        assert fired.empty()
+    finally:
+        timers.shutdown()
+    assert _module_threads("test-timers") == []
+
+
+def test_timer_callback_runs_on_timer_thread_and_survives_errors(caplog: pytest.LogCaptureFixture) -> None:
+    timers = Timers(name="err-timers")
+    where: queue.Queue[str] = queue.Queue()
+    try:
+        with caplog.at_level(logging.ERROR, logger="drachtio_srf.dispatch"):
+            timers.call_later(0, lambda: 1 / 0)
+            timers.call_later(0.01, lambda: where.put(threading.current_thread().name))
+            assert where.get(timeout=WAIT) == "err-timers"
+        assert "ZeroDivisionError" in caplog.text
+    finally:
+        timers.shutdown()
+
+
+def test_timers_shutdown_drops_pending_calls_and_joins() -> None:
+    timers = Timers(name="stop-timers")
+    fired = threading.Event()
+    timers.call_later(30, fired.set)
+    assert len(_module_threads("stop-timers")) == 1
+    assert not timers.closed
+    timers.shutdown()
+    assert timers.closed
+    assert _module_threads("stop-timers") == []
+    handle = timers.call_later(0, fired.set)   # after shutdown: dropped
+    assert handle.cancelled
+    assert not fired.is_set()
+
+
+# ---------------------------------------------------------------------------- Completion / Future
+
+def test_completion_with_callback_runs_it_on_a_worker(dispatcher: Dispatcher) -> None:
+    got: queue.Queue[tuple] = queue.Queue()
+
+    def cb(*args: object) -> None:
+        got.put((threading.current_thread().name, args))
+
+    c = Completion(dispatcher, cb, key="dialog-1")
+    assert c.future is None
+    assert c.returned("the-value") == "the-value"
+    c.succeed("result")
+    name, args = got.get(timeout=WAIT)
+    assert args == (None, "result")
+    assert name.startswith("test-worker-") and name != threading.current_thread().name
+
+    c2 = Completion(dispatcher, cb)
+    c2.succeed("a", "b")
+    assert got.get(timeout=WAIT)[1] == (None, "a", "b")
+
+    err = RuntimeError("nope")
+    c3 = Completion(dispatcher, cb)
+    c3.fail(err)
+    name, args = got.get(timeout=WAIT)
+    assert args == (err,)
+    assert name.startswith("test-worker-")
+
+
+def test_completion_is_idempotent(dispatcher: Dispatcher) -> None:
+    got: queue.Queue[tuple] = queue.Queue()
+    c = Completion(dispatcher, lambda *a: got.put(a))
+    c.succeed(1)
+    c.fail(RuntimeError("late timeout"))
+    c.succeed(2)
+    assert c.done
+    assert got.get(timeout=WAIT) == (None, 1)
+    # The ignored calls submitted nothing: a marker task on the same pool arrives next.
+    dispatcher.submit(None, got.put, ("marker",))
+    assert got.get(timeout=WAIT) == ("marker",)
+
+    f = Completion(dispatcher, None)
+    f.fail(ValueError("first"))
+    f.succeed("second")
+    assert f.future is not None
+    with pytest.raises(ValueError, match="first"):
+        f.future.result(timeout=WAIT)
+
+
+def test_completion_without_callback_returns_future(dispatcher: Dispatcher) -> None:
+    c = Completion(dispatcher, None)
+    fut = c.returned("ignored")
+    assert isinstance(fut, DrachtioFuture) and isinstance(fut, concurrent.futures.Future)
+    assert fut is c.future and not c.done
+    c.succeed("dialog")
+    assert fut.result(timeout=0) == "dialog"    # resolved on the calling thread, synchronously
+
+    many = Completion(dispatcher, None)
+    many.succeed("res", "body")
+    assert many.future.result(timeout=0) == ("res", "body")
+
+    none = Completion(dispatcher, None)
+    none.succeed()
+    assert none.future.result(timeout=0) is None
+
+    bad = Completion(dispatcher, None)
+    bad.fail(ConnectionError("gone"))
+    with pytest.raises(ConnectionError):
+        bad.future.result(timeout=0)
+
+
+def test_completion_rejects_non_callable_callback(dispatcher: Dispatcher) -> None:
+    with pytest.raises(TypeError):
+        Completion(dispatcher, "not callable")  # type: ignore[arg-type]
+
+
+def test_cancelled_future_ignores_late_result(dispatcher: Dispatcher) -> None:
+    c = Completion(dispatcher, None)
+    assert c.future.cancel()
+    c.succeed("late")           # no InvalidStateError escapes to the reader thread
+    assert c.done and c.future.cancelled()
+
+
+def test_add_done_callback_runs_on_a_worker(dispatcher: Dispatcher) -> None:
+    where: queue.Queue[tuple[str, object]] = queue.Queue()
+    c = Completion(dispatcher, None, key="dialog-9")
+    c.future.add_done_callback(lambda f: where.put((threading.current_thread().name, f.result())))
+    resolver = threading.Thread(target=c.succeed, args=("ok",), name="fake-reader")
+    resolver.start()
+    resolver.join(WAIT)
+    name, value = where.get(timeout=WAIT)
+    assert value == "ok"
+    assert name.startswith("test-worker-")
+
+    # Already done: still not run inline on the caller.
+    c.future.add_done_callback(lambda f: where.put((threading.current_thread().name, "again")))
+    name, value = where.get(timeout=WAIT)
+    assert value == "again" and name.startswith("test-worker-")
+
+
+def test_add_done_callback_after_dispatcher_shutdown_still_runs() -> None:
+    d = Dispatcher(name="gone-worker")
+    fut = DrachtioFuture(d)
+    d.shutdown()
+    got: queue.Queue[object] = queue.Queue()
+    fut.add_done_callback(lambda f: got.put(f.exception()))
+    fut.set_exception(ConnectionResetError("lost"))
+    assert isinstance(got.get(timeout=WAIT), ConnectionResetError)
+
+
+def test_future_works_with_asyncio_wrap_future(dispatcher: Dispatcher) -> None:
+    import asyncio
+
+    c = Completion(dispatcher, None)
+
+    async def main() -> object:
+        threading.Timer(0.01, c.succeed, args=("answered",)).start()
+        return await asyncio.wait_for(asyncio.wrap_future(c.future), WAIT)
+
+    assert asyncio.run(main()) == "answered"
+
+
+def test_dispatcher_rejects_bad_size() -> None:
+    with pytest.raises(ValueError):
+        Dispatcher(max_workers=0)

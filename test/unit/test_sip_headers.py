@@ -1,0 +1,215 @@
+"""Header knowledge: AttrDict, names, value splitting and parsers, status phrases."""
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+from drachtio_srf.sip import STATUS_REASONS, AttrDict, SipParseError, reason_phrase
+from drachtio_srf.sip.headers import (
+    COMPACT_FORMS,
+    header_key,
+    header_name,
+    parse_auth_headers,
+    parse_auth_info,
+    parse_cseq,
+    parse_name_addr,
+    parse_params,
+    parse_via,
+    pretty_name,
+    split_commas,
+    unquote,
+)
+
+
+def test_attrdict_keys_are_attributes():
+    d = AttrDict(uri="sip:a@b", params=AttrDict(tag="1"))
+    assert d.uri == d["uri"] == "sip:a@b"
+    assert d.params.tag == "1"
+    d.name = "x"
+    assert d["name"] == "x"
+    del d.name
+    assert "name" not in d
+    with pytest.raises(AttributeError):
+        _ = d.missing
+    with pytest.raises(AttributeError):
+        del d.missing
+    assert isinstance(d, dict)
+
+
+def test_attrdict_copies_and_pickles():
+    d = AttrDict(a=1, b=AttrDict(c=[1, 2]))
+    assert copy.deepcopy(d) == d
+    assert pickle.loads(pickle.dumps(d)) == d
+    assert type(copy.copy(d)) is AttrDict
+
+
+# --------------------------------------------------------------------------- names
+
+def test_header_name_rules():
+    assert header_name("From") == "from"
+    assert header_name("f") == "from"
+    assert header_name("CALL-ID") == "call-id"
+    assert header_name("X-Foo-Bar") == "X-Foo-Bar"
+    assert header_name("P-Charging-Vector") == "P-Charging-Vector"
+    assert header_name("P-Asserted-Identity") == "p-asserted-identity"
+    assert header_name("Diversion") == "Diversion"
+    assert header_key("X-Foo-Bar") == "x-foo-bar"
+    assert header_key("M") == "contact"
+    with pytest.raises(ValueError):
+        header_name("bad name")
+
+
+def test_compact_forms_table():
+    assert COMPACT_FORMS["i"] == "call-id"
+    assert COMPACT_FORMS["e"] == "content-encoding"
+    assert COMPACT_FORMS["x"] == "session-expires"
+    assert all(len(k) == 1 for k in COMPACT_FORMS)
+
+
+def test_pretty_names():
+    assert pretty_name("call-id") == "Call-ID"
+    assert pretty_name("cseq") == "CSeq"
+    assert pretty_name("www-authenticate") == "WWW-Authenticate"
+    assert pretty_name("max-forwards") == "Max-Forwards"
+    assert pretty_name("X-lower-Mixed") == "X-lower-Mixed"
+    assert pretty_name("content-length") == "Content-Length"
+
+
+def test_preserve_env_variable_keeps_case():
+    code = ("from drachtio_srf.sip import SipMessage, header_name;"
+            "m = SipMessage('OPTIONS sip:a SIP/2.0\\r\\nMy-Header: 1\\r\\n\\r\\n');"
+            "print(header_name('My-Header'), list(m.headers), m.get('my-header'))")
+    env = dict(os.environ, DRACHTIO_PRESERVE_HEADER_NAMES="My-Header, Other")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=os.getcwd()).stdout.split()
+    assert out == ["My-Header", "['My-Header']", "1"]
+
+
+# --------------------------------------------------------------------------- splitting
+
+@pytest.mark.parametrize("value,items", [
+    ("a", ["a"]),
+    ("", []),
+    (" a , b ,c", ["a", "b", "c"]),
+    ('"x, y" <sip:a>, <sip:b;p=1,2>', ['"x, y" <sip:a>', "<sip:b;p=1,2>"]),
+    ('"esc \\" ,q" <sip:a>,<sip:b>', ['"esc \\" ,q" <sip:a>', "<sip:b>"]),
+    ('"unterminated, x', ['"unterminated, x']),
+    (",,a,,", ["a"]),
+])
+def test_split_commas(value, items):
+    assert split_commas(value) == items
+
+
+def test_parse_params():
+    assert parse_params(";tag=1;LR;Expires = 60") == {"tag": "1", "lr": None, "expires": "60"}
+    assert parse_params(';a="x;y";b') == {"a": '"x;y"', "b": None}
+    assert parse_params("") == {}
+    assert parse_params(";;") == {}
+
+
+def test_unquote():
+    assert unquote('"a \\"b\\" c"') == 'a "b" c'
+    assert unquote("plain") == "plain"
+    assert unquote('"') == '"'
+
+
+# --------------------------------------------------------------------------- name-addr
+
+@pytest.mark.parametrize("value,name,uri,params", [
+    ('"Alice Smith" <sip:alice@a.com>;tag=9', "Alice Smith", "sip:alice@a.com", {"tag": "9"}),
+    ("Alice Smith <sip:alice@a.com>", "Alice Smith", "sip:alice@a.com", {}),
+    ("<sip:alice@a.com;transport=tcp?X-H=1>;expires=5", None,
+     "sip:alice@a.com;transport=tcp?X-H=1", {"expires": "5"}),
+    ("sip:alice@a.com;tag=1", None, "sip:alice@a.com", {"tag": "1"}),
+    ("  sip:alice@a.com  ", None, "sip:alice@a.com", {}),
+    ('"<not>, an;addr" <sip:x@[::1]:5060>', "<not>, an;addr", "sip:x@[::1]:5060", {}),
+    ('"" <sip:x@y>', "", "sip:x@y", {}),
+    ("<tel:+1555>", None, "tel:+1555", {}),
+    ('<sip:a@b>;+sip.instance="<urn:uuid:1>";reg-id=1', None, "sip:a@b",
+     {"+sip.instance": '"<urn:uuid:1>"', "reg-id": "1"}),
+])
+def test_parse_name_addr(value, name, uri, params):
+    assert parse_name_addr(value) == {"name": name, "uri": uri, "params": params}
+
+
+@pytest.mark.parametrize("value,match", [
+    ("", "empty name-addr"),
+    ('"unterminated <sip:a@b>', "unterminated quoted display name"),
+    ('"name" sip:a@b', "missing '<'"),
+    ("<sip:a@b", "missing '>'"),
+    ("two words", "bad name-addr"),
+])
+def test_parse_name_addr_errors(value, match):
+    with pytest.raises(SipParseError, match=match):
+        parse_name_addr(value)
+
+
+# --------------------------------------------------------------------------- via, cseq, auth
+
+def test_parse_via_variants():
+    vias = parse_via(["SIP / 2.0 / udp  host.example.com : 5070 ; branch=z9hG4bKx ; received=1.1.1.1",
+                      "SIP/2.0/TLS [::1];rport;branch=b2, SIP/2.0/WS h3:80"])
+    assert vias[0] == {"version": "2.0", "protocol": "UDP", "host": "host.example.com",
+                       "port": 5070, "params": {"branch": "z9hG4bKx", "received": "1.1.1.1"}}
+    assert (vias[1].protocol, vias[1].host, vias[1].port, vias[1].params) == (
+        "TLS", "::1", None, {"rport": None, "branch": "b2"})
+    assert (vias[2].protocol, vias[2].host, vias[2].port) == ("WS", "h3", 80)
+
+
+@pytest.mark.parametrize("value", ["junk", "SIP/2.0/UDP", "SIP/2.0/UDP host:port", "SIP/2.0 h"])
+def test_parse_via_errors(value):
+    with pytest.raises(SipParseError, match="bad Via"):
+        parse_via([value])
+
+
+def test_parse_cseq():
+    assert parse_cseq("  42   REGISTER ") == {"seq": 42, "method": "REGISTER"}
+    for bad in ("", "INVITE", "x INVITE", "1 INVITE extra"):
+        with pytest.raises(SipParseError, match="bad CSeq"):
+            parse_cseq(bad)
+
+
+def test_parse_auth_headers():
+    got = parse_auth_headers([
+        ('Digest username="bob", realm="biloxi.com", nonce="dcd98b", uri="sip:bob@biloxi.com", '
+        'response="6629fae4", algorithm=MD5, qop=auth, nc=00000001, cnonce="0a4f113b"'),
+        'Digest realm="x,y",nonce="n", Basic realm="b"',
+        "Basic dXNlcjpwYXNzd29yZA==",
+    ])
+    assert got[0] == {"scheme": "Digest", "username": "bob", "realm": "biloxi.com",
+                      "nonce": "dcd98b", "uri": "sip:bob@biloxi.com", "response": "6629fae4",
+                      "algorithm": "MD5", "qop": "auth", "nc": "00000001", "cnonce": "0a4f113b"}
+    assert got[1] == {"scheme": "Digest", "realm": "x,y", "nonce": "n"}
+    assert got[2] == {"scheme": "Basic", "realm": "b"}
+    assert got[3] == {"scheme": "Basic", "token": "dXNlcjpwYXNzd29yZA=="}
+    with pytest.raises(SipParseError):
+        parse_auth_headers(['realm="x"'])
+
+
+def test_parse_auth_info():
+    assert parse_auth_info('nextnonce="47364c23432d2e131a5fb210812c", qop=auth') == {
+        "nextnonce": "47364c23432d2e131a5fb210812c", "qop": "auth"}
+
+
+# --------------------------------------------------------------------------- status phrases
+
+def test_status_reasons():
+    assert STATUS_REASONS[200] == "OK"
+    assert STATUS_REASONS[183] == "Session in Progress"
+    assert STATUS_REASONS[481] == "Call/Transaction Does Not Exist"
+    assert STATUS_REASONS[487] == "Request Terminated"
+    assert all(100 <= c <= 699 for c in STATUS_REASONS)
+
+
+def test_reason_phrase():
+    assert reason_phrase(486) == "Busy Here"
+    assert reason_phrase(499) == "Client Error"
+    assert reason_phrase(199) == "Early Dialog Terminated"
+    assert reason_phrase(299) == "Success"
+    assert reason_phrase(700) == ""
+    assert reason_phrase(42) == ""
