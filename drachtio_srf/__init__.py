@@ -1,0 +1,46 @@
+"""drachtio_srf: SIP applications on drachtio-server, in Python (a port of drachtio-srf).
+
+Async methods take an optional callback ``(err, *results)`` or return a
+``concurrent.futures.Future``; asyncio users can ``await asyncio.wrap_future(fut)``.
+"""
+from . import errors, models
+from .dialog import Dialog
+from .errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    DrachtioError,
+    NotConnectedError,
+    SipError,
+)
+from .models import SipEndpointInfo, SipInfo
+from .request import Request
+from .response import Response
+from .sip import SipMessage, parse_uri, parseUri, stringify_uri, stringifyUri
+from .srf import Srf
+
+SipRequest = Request
+SipResponse = Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "ConnectionLostError",
+    "Dialog",
+    "DrachtioError",
+    "NotConnectedError",
+    "SipEndpointInfo",
+    "SipError",
+    "SipInfo",
+    "SipMessage",
+    "SipRequest",
+    "SipResponse",
+    "Srf",
+    "__version__",
+    "errors",
+    "models",
+    "parseUri",
+    "parse_uri",
+    "stringifyUri",
+    "stringify_uri",
+]

@@ -37,7 +37,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import wire
 from .dispatch import Completion, Dispatcher, DrachtioFuture, Timers
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Agent", "ServerConn", "GatedFuture", "Outcome", "dialog_key"]
+__all__ = ["Agent", "GatedFuture", "Outcome", "ServerConn", "dialog_key"]
 
 COMMAND_TIMEOUT = 60.0     # longest wait for the server's reply to one command
 _HOLD_MAX = 1.0            # gate: longest a worker consumer holds a dialog's events
@@ -101,7 +102,7 @@ def run_task(fn: Callable[..., Any], *args: Any) -> None:
 class _Gate:
     """Holds a key's queue until the consumer of a Future's result has attached its listeners."""
 
-    __slots__ = ("fut", "retrieved", "released", "in_task")
+    __slots__ = ("fut", "in_task", "released", "retrieved")
 
     def __init__(self, fut: GatedFuture) -> None:
         self.fut = fut
@@ -232,7 +233,7 @@ class Outcome:
 # --------------------------------------------------------------------------- connection state
 
 class _Pending:
-    __slots__ = ("handler", "timer", "keep")
+    __slots__ = ("handler", "keep", "timer")
 
     def __init__(self, handler: Callable[[wire.Frame | None, BaseException | None], None]) -> None:
         self.handler = handler

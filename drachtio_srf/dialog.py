@@ -11,7 +11,8 @@ import logging
 import re
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pyee import EventEmitter
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Dialog", "SIP_METHODS"]
+__all__ = ["SIP_METHODS", "Dialog"]
 
 SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
                "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")

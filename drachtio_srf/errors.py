@@ -3,8 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SipError", "DrachtioError", "NotConnectedError", "ConnectionLostError",
-           "AuthenticationError"]
+__all__ = [
+    "AuthenticationError",
+    "ConnectionLostError",
+    "DrachtioError",
+    "NotConnectedError",
+    "SipError",
+]
 
 
 class SipError(Exception):

@@ -7,7 +7,7 @@ import attrs
 
 from .names import install_aliases
 
-__all__ = ["SipInfo", "SipEndpointInfo"]
+__all__ = ["SipEndpointInfo", "SipInfo"]
 
 
 @install_aliases

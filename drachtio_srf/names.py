@@ -8,7 +8,8 @@ forwarding property, so ``dialog.onHold`` reads and writes ``dialog.on_hold``.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 __all__ = ["ALIASES", "OPTION_NAMES", "install_aliases", "normalize_opts", "to_snake"]
 

@@ -8,7 +8,8 @@ request we sent, ``update(req, res)`` for an UPDATE during an INVITE, ``authenti
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pyee import EventEmitter
 
@@ -197,7 +198,7 @@ class Request(EventEmitter):
         expires: int | None = None
         try:
             contacts = self.msg.get_parsed_header("Contact") if self.has("Contact") else []
-        except Exception:  # noqa: BLE001 - a bad Contact leaves the list empty
+        except Exception:
             logger.debug("unparseable Contact in REGISTER", exc_info=True)
         if isinstance(contacts, list) and contacts:
             value = (contacts[0].get("params") or {}).get("expires")
@@ -216,7 +217,7 @@ class Request(EventEmitter):
         aor = None
         try:
             aor = self.msg.get_parsed_header("To").uri
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.debug("unparseable To in REGISTER", exc_info=True)
         return {"type": "unregister" if expires == 0 else "register", "expires": expires,
                 "contact": contacts, "aor": aor}

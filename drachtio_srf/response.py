@@ -14,7 +14,8 @@ Events: ``end({status, reason})`` as soon as a final response is sent, ``finish`
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pyee import EventEmitter
 

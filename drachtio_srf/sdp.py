@@ -6,8 +6,18 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["redact_origin", "origin", "is_refresh", "is_hold", "is_unhold", "hold_offer",
-           "unhold_offer", "hold_answer", "unhold_answer", "black_hole"]
+__all__ = [
+    "black_hole",
+    "hold_answer",
+    "hold_offer",
+    "is_hold",
+    "is_refresh",
+    "is_unhold",
+    "origin",
+    "redact_origin",
+    "unhold_answer",
+    "unhold_offer",
+]
 
 _ORIGIN = re.compile(r"^o=.*$", re.MULTILINE)
 _DIRECTIONS = ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")

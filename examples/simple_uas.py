@@ -43,8 +43,8 @@ def install(srf: Srf, hold_after: float = HOLD_AFTER, unhold_after: float = UNHO
     def on_invite(req: Any, res: Any) -> None:                    # app.invite( function( req, res) {
 
         opts = {                                                  # var opts = {
-            # JS /^c=IN IP4 .*$/m stops before '\r'; Python's $ does not, hence [^\r\n]*
-            "localSdp": re.sub(r"^c=IN IP4 [^\r\n]*$", "c=IN IP4 0.0.0.0", req.body, flags=re.MULTILINE),
+            # JS /^c=IN IP4 .*$/m stops before "\r"; in Python "." and "$" do not, hence [^\r\n]*
+            "localSdp": re.sub(r"^c=IN IP4 [^\r\n]*", "c=IN IP4 0.0.0.0", req.body, flags=re.MULTILINE),
             "headers": {
                 "User-Agent": "simple-uas",
             },

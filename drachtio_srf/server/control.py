@@ -31,8 +31,26 @@ class Router:
         self._next: dict[str, int] = {}
 
     def add(self, verb: str, conn: ControlConnection) -> None:
-        # stored as given: the server lower-cases the method but not the verb
-        self._routes.setdefault(verb, []).append(conn)
+        """Route ``verb`` to ``conn`` (stored as given: the method is lower-cased, the verb is not).
+
+        A repeated registration is not added twice (drachtio-server would weight that connection
+        double in the rotation, which nothing relies on).
+        """
+        lst = self._routes.setdefault(verb, [])
+        if conn not in lst:
+            lst.append(conn)
+
+    def remove(self, verb: str, conn: ControlConnection) -> None:
+        """Stop routing ``verb`` to ``conn``.
+
+        drachtio-server drops *all* routes of the connection here (PROTOCOL.md 2.1); that quirk would
+        silently cut off an app that unregisters one verb, so only the named verb goes.
+        """
+        lst = self._routes.get(verb)
+        if lst and conn in lst:
+            lst.remove(conn)
+            if not lst:
+                del self._routes[verb]
 
     def remove_connection(self, conn: ControlConnection) -> None:
         """Drop every route of ``conn`` (what ``remove_route`` does, whatever the verb)."""
@@ -150,7 +168,7 @@ class ControlConnection(asyncio.Protocol):
                 self.core.router.add(frame.field(2), self)
                 self.reply(frame.msg_id, "OK")
             elif kind == "remove_route":
-                self.core.router.remove_connection(self)
+                self.core.router.remove(frame.field(2), self)
                 self.reply(frame.msg_id, "OK")
             elif kind == "ping":
                 self.reply(frame.msg_id, "OK", ["pong"])

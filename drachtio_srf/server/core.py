@@ -172,9 +172,8 @@ def with_tag(value: str, tag: str) -> str:
 
 
 def text_of(msg: SipMessage) -> str:
-    """The SIP text of a message (the received text when it was parsed and not changed)."""
-    raw = getattr(msg, "raw", None)
-    return raw if raw else str(msg)
+    """The SIP text of a message as the server holds it (with the stack's Via amendments)."""
+    return str(msg)
 
 
 def nbytes(text: str) -> int:
@@ -401,6 +400,15 @@ class Core:
                                     address=self.host, port=self.port, time=wire.stack_time(),
                                     txn_id=txn_id, sip_text=text))
 
+    def _cdr(self, kind: str, source: str, msg: SipMessage | str, extra: str | None = None) -> None:
+        """Send a CDR event to one connection (round-robin) that routed ``cdr:<kind>``, if enabled."""
+        if not self.config.cdrs:
+            return
+        conn = self.router.pick(f"cdr:{kind}")
+        if conn is not None:
+            conn.send(wire.cdr(wire.new_id(), kind, source, wire.stack_time(), extra,
+                               msg if isinstance(msg, str) else str(msg)))
+
     # ------------------------------------------------------------------ StackHandler
     def on_request(self, stx: Any, msg: SipMessage, source: Any) -> None:
         try:
@@ -510,10 +518,14 @@ class Core:
             else:
                 logger.info("discarding %s outside a dialog", method)
             return
+        if method == "INVITE":
+            self._cdr("attempt", "network", msg)
         conn = self.router.pick(method.lower())
         if conn is None:
             logger.info("no app routed %s: 503", method)
             self._reject(stx, msg, 503)
+            if method == "INVITE":
+                self._cdr("stop", "application", msg, "call-rejected")
             return
         txn_id = wire.new_id()
         inc = Incoming(txn_id, stx, msg, source, conn, method)
@@ -556,6 +568,8 @@ class Core:
             dlg.remote_cseq = cseq.seq
         if method == "BYE":
             self.dialogs.remove(dlg)
+            if dlg.kind == "invite":
+                self._cdr("stop", "network", msg, "normal-release")
         txn_id = wire.new_id()
         inc = Incoming(txn_id, stx, msg, source, dlg.owner, method, dialog=dlg, dialog_id=dlg.id,
                        to_tag=dlg.local_tag)
@@ -610,6 +624,7 @@ class Core:
         # the stack answers the CANCEL when we return: the 487 goes out right after it
         assert self.loop is not None
         self.loop.call_soon(self._respond_safely, invite_stx, resp)
+        self._cdr("stop", "network", cancel, "call-canceled")
         self._send_sip_event(inc.conn, cancel, source="network", protocol=source.transport,
                              address=source.address, port=source.port, txn_id=inc.txn_id,
                              dialog_id=inc.dialog_id if inc.responded else "")
@@ -723,6 +738,11 @@ class Core:
         if status >= 200:
             inc.final = True
             self._drop_incoming(inc)
+            if method == "INVITE" and inc.dialog is None:
+                if status < 300:
+                    self._cdr("start", "application", resp, "uas")
+                else:
+                    self._cdr("stop", "application", resp, "call-rejected")
         text = str(resp)
         if method == "BYE":
             echo_dialog = ""
@@ -901,6 +921,10 @@ class Core:
             return
         sent = getattr(out.ctx, "request", None) or out.request
         out.request = sent
+        if out.method == "INVITE" and out.dialog is None:
+            self._cdr("attempt", "application", sent)
+        elif out.method == "BYE" and out.dialog is not None and out.dialog.kind == "invite":
+            self._cdr("stop", "application", sent, "normal-release")
         self._echo_request(conn, frame.msg_id, out.txn_id, sent, out.target.transport)
         if self.loop is not None:
             out.echo_at = self.loop.time()
@@ -1032,6 +1056,11 @@ class Core:
         if status >= 200:
             out.final = True
             self.outgoing.pop(out.txn_id, None)
+            if out.method == "INVITE" and out.dialog is None:
+                if status < 300:
+                    self._cdr("start", "network", resp, "uac")
+                else:
+                    self._cdr("stop", "network", resp, "call-canceled" if status == 487 else "call-rejected")
         dlg = out.dialog
         method = out.method
         frame_dialog = ""
@@ -1131,6 +1160,7 @@ class Core:
         msg = self._build_in_dialog(dlg, "BYE", dlg.next_cseq(), AppHeaders([("Reason", reason)]), "", None)
         ctx = self.stack.send_request(msg, target, lambda resp, ctx: None)
         sent = getattr(ctx, "request", None) or msg
+        self._cdr("stop", "application", sent, "session-expired")
         owner = dlg.owner
         if owner is not None and not owner.closed:
             self._send_sip_event(owner, sent, source="application", protocol=target.transport,

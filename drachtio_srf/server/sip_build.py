@@ -61,6 +61,7 @@ def synthesised(req: SipMessage, status: int, reason: str | None = None,
 def ack_for(invite: SipMessage, response: SipMessage) -> str:
     """The ACK of a non-2xx final response (RFC 3261 17.1.1.3): same branch, To from the response."""
     cseq = invite.cseq
+    assert cseq is not None, "an INVITE we sent always has a CSeq"
     parts = [f"ACK {invite.uri} SIP/2.0", "Via: " + invite.get_all("via")[0]]
     parts.extend("Route: " + r for r in invite.get_all("route"))
     parts.append("Max-Forwards: 70")
@@ -75,6 +76,8 @@ def ack_for(invite: SipMessage, response: SipMessage) -> str:
 def cancel_for(invite: SipMessage, extra: Iterable[tuple[str, str]] = ()) -> str:
     """CANCEL of an INVITE we sent (RFC 3261 9.1): same URI, top Via, Route, From, To, Call-ID."""
     cseq = invite.cseq
+    if cseq is None:
+        raise ValueError("cannot CANCEL a request without CSeq")
     parts = [f"CANCEL {invite.uri} SIP/2.0", "Via: " + invite.get_all("via")[0]]
     parts.extend("Route: " + r for r in invite.get_all("route"))
     parts.append("Max-Forwards: 70")

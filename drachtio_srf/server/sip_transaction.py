@@ -86,19 +86,23 @@ class ServerTransaction:
     def terminated(self) -> bool:
         return self._state == TERMINATED
 
-    def respond(self, msg: SipMessage) -> None:
-        """Send a complete response (Via etc. already copied from the request)."""
+    def respond(self, msg: SipMessage, *, relayed: bool = False) -> None:
+        """Send a complete response (Via etc. already copied from the request).
+
+        `relayed=True` is for a 2xx a proxy passes upstream: it is sent once and not waited on
+        (the UAS that made it retransmits it; its ACK arrives as a new request, stx None).
+        """
         status = msg.status
         if status is None:
             raise ValueError("ServerTransaction.respond() needs a response, got a request")
-        self._respond(status, encode(msg), msg)
+        self._respond(status, encode(msg), msg, relayed)
 
     # -- internals -------------------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
         self._stack._transports.reply(data, self.source, self._via_port)
 
-    def _respond(self, status: int, data: bytes, msg: SipMessage | None) -> None:
+    def _respond(self, status: int, data: bytes, msg: SipMessage | None, relayed: bool = False) -> None:
         if self.final_sent:
             if (self.method == "INVITE" and 200 <= status < 300 and self.status is not None
                     and 200 <= self.status < 300):
@@ -122,11 +126,15 @@ class ServerTransaction:
         unreliable = self.source.transport == "udp"
         _cancel(self._life)
         if self.method == "INVITE":
-            if status < 300:
+            if status < 300 and relayed:
+                self._state = ACCEPTED
+                self.acked = True  # nothing to wait for: linger only to answer INVITE retransmissions
+                self._life = loop.call_later(64 * t1, self._terminate)
+            elif status < 300:
                 self._state = ACCEPTED
                 to_tag = msg.to_tag if msg is not None else None
                 cseq = self.request.cseq
-                self._ack_key = (self.request.call_id, cseq.seq, to_tag)
+                self._ack_key = (self.request.call_id, cseq.seq if cseq is not None else None, to_tag)
                 stack._awaiting_ack[self._ack_key] = self
                 if unreliable:
                     self._interval = t1

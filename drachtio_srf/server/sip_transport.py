@@ -363,7 +363,7 @@ class Transports:
         infos = await self._loop.getaddrinfo(host, None, family=self._family, type=socket.SOCK_DGRAM)
         if not infos:
             raise OSError(f"no address for {host}")
-        ip = infos[0][4][0]
+        ip = str(infos[0][4][0])
         self._dns[host] = (ip, now + DNS_TTL)
         return ip
 

@@ -190,9 +190,17 @@ def _udp_port_taken(port: int) -> bool:
     return False
 
 
+def _tcp_listening(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def far_end(request: pytest.FixtureRequest) -> Iterator[Callable[..., FarEnd]]:
-    """Factory: far_end(scenario, target_port=None, calls=1, extra=[]) starts sipp.
+    """Factory: far_end(scenario, target_port=None, calls=1, extra=[], transport='u1') starts sipp.
 
     With a target it is a UAC calling the server's SIP port; without, a UAS, and the factory
     returns once sipp is bound to its port so the app can call it at once.
@@ -201,14 +209,15 @@ def far_end(request: pytest.FixtureRequest) -> Iterator[Callable[..., FarEnd]]:
     server = request.getfixturevalue("server")
 
     def start(scenario: str, target_port: int | None = None, *, calls: int = 1,
-              extra: list[str] | None = None) -> FarEnd:
+              extra: list[str] | None = None, transport: str = "u1") -> FarEnd:
         prefix = f"itest-{uuid.uuid4().hex[:12]}"
-        sipp = Sipp(target_port, scenario=scenario, calls=calls,
+        sipp = Sipp(target_port, scenario=scenario, calls=calls, transport=transport,
                     extra=["-cid_str", f"{prefix}-%u"] + (extra or []))
         started.append(sipp)
         if target_port is None:
+            bound = _udp_port_taken if transport.startswith("u") else _tcp_listening
             deadline = time.monotonic() + 5
-            while not _udp_port_taken(sipp.port):
+            while not bound(sipp.port):
                 if sipp.proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"sipp did not start: {sipp.output()}")
                 time.sleep(0.01)  # polling for a port sipp binds; there is no event to wait on

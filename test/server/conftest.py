@@ -123,7 +123,7 @@ class UdpPeer:
                 return got
             try:
                 got.append(await self.recv(left))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return got
 
     def close(self) -> None:
@@ -209,7 +209,7 @@ async def empty_after(queue: asyncio.Queue, seconds: float) -> bool:
     """True if nothing was put on the queue within `seconds`."""
     try:
         await asyncio.wait_for(queue.get(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False
 

@@ -51,7 +51,7 @@ async def test_tcp_partial_and_coalesced_requests_answered_on_the_same_connectio
         assert (await peer.recv()).status == 100
         ok = await peer.recv()
         assert ok.status == 200 and ok.cseq.method == "INVITE"
-        stx, msg, src = await kit.get(rec.requests)
+        _stx, msg, src = await kit.get(rec.requests)
         assert src.transport == "tcp" and src.port == peer.port
         assert msg.body.startswith("v=0")
         # two requests in one write
@@ -112,3 +112,39 @@ async def test_request_to_a_peer_reuses_its_inbound_connection(kit):
     finally:
         peer.close()
         stack.close()
+
+
+async def test_outbound_tcp_connection_shared_and_no_retransmission(kit):
+    """Two requests to one TCP target share one connection; over TCP nothing is retransmitted."""
+    accepted: asyncio.Queue = asyncio.Queue()
+    received: asyncio.Queue = asyncio.Queue()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.put_nowait(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                received.put_nowait(SipMessage(head))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stack = SipStack("127.0.0.1", 0, handler=kit.Recorder(), t1=0.02, t2=0.16, t4=0.16)
+    await stack.start()
+    try:
+        results: asyncio.Queue = asyncio.Queue()
+        target = Target("TCP", "127.0.0.1", port)
+        for n in (1, 2):
+            req = SipMessage(f"OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\nFrom: <sip:a@b>;tag=1\r\n"
+                             f"To: <sip:x@y>\r\nCall-ID: opt-{n}\r\nCSeq: 1 OPTIONS\r\n"
+                             f"Content-Length: 0\r\n\r\n")
+            stack.send_request(req, target, lambda msg, ctx: results.put_nowait(msg))
+        statuses = [(await asyncio.wait_for(results.get(), 5)).status for _ in range(2)]
+        assert statuses == [408, 408]  # timer F, nobody answered
+        assert accepted.qsize() == 1
+        assert received.qsize() == 2  # each request sent once: no timer E over TCP
+        assert {received.get_nowait().call_id for _ in range(2)} == {"opt-1", "opt-2"}
+    finally:
+        stack.close()
+        server.close()

@@ -111,7 +111,7 @@ async def test_non_2xx_final_is_acked_by_the_stack(kit):
         invite = await peer.recv()
         peer.send(reply(invite, 100, "Trying", to_tag=None), stack.port)
         peer.send(reply(invite, 486, "Busy Here"), stack.port)
-        status, msg, ctx = await got.next()
+        status, _msg, ctx = await got.next()
         assert status == 486  # the 100 was swallowed
         assert ctx.response_source is not None and ctx.response_source.port == peer.port
         ack = await peer.recv_until(lambda m: m.method == "ACK")

@@ -234,3 +234,48 @@ async def test_received_added_when_via_host_differs(kit):
     finally:
         peer.close()
         stack.close()
+
+
+async def test_relayed_2xx_sent_once_and_not_waited_on(kit):
+    rec = kit.Recorder(answer=lambda stx, msg, src: stx.respond(kit.response_for(msg, 200, "OK"),
+                                                                relayed=True))
+    stack = await start_stack(rec, t1=0.02)
+    peer = await kit.UdpPeer().start()
+    try:
+        peer.send(kit.request("INVITE", stack.port, from_port=peer.port), stack.port)
+        got = await peer.nothing_for(0.5)  # 25*T1: a retransmitting stack would have sent several
+        assert [m.status for m in got] == [100, 200]
+        peer.send(kit.request("ACK", stack.port, branch="z9hG4bK-ack", to_tag="uas-tag", from_port=peer.port),
+                  stack.port)
+        ack, _ = await kit.get(rec.acks)
+        assert ack.method == "ACK"
+        assert await kit.empty_after(rec.ack_timeouts, 64 * 0.02 + 0.3)
+    finally:
+        peer.close()
+        stack.close()
+
+
+async def test_handler_failure_answers_500_and_stack_keeps_going(kit, caplog):
+    calls = []
+
+    def answer(stx, msg, src):
+        calls.append(msg.call_id)
+        if msg.call_id == "boom":
+            raise RuntimeError("app bug")
+        stx.respond(kit.response_for(msg, 200, "OK"))
+
+    stack = await start_stack(kit.Recorder(answer=answer))
+    peer = await kit.UdpPeer().start()
+    try:
+        peer.send(kit.request("OPTIONS", stack.port, call_id="boom", from_port=peer.port), stack.port)
+        resp = await peer.recv()
+        assert resp.status == 500 and resp.call_id == "boom"
+        assert "app bug" in caplog.text
+        peer.send(kit.request("OPTIONS", stack.port, branch="z9hG4bK-2", call_id="fine", from_port=peer.port),
+                  stack.port)
+        resp = await peer.recv()
+        assert resp.status == 200 and resp.call_id == "fine"
+        assert calls == ["boom", "fine"]
+    finally:
+        peer.close()
+        stack.close()
