@@ -190,12 +190,13 @@ def _udp_port_taken(port: int) -> bool:
     return False
 
 
-def _tcp_listening(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.2):
+def _tcp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
             return True
-    except OSError:
-        return False
+    return False
 
 
 @pytest.fixture
@@ -215,7 +216,7 @@ def far_end(request: pytest.FixtureRequest) -> Iterator[Callable[..., FarEnd]]:
                     extra=["-cid_str", f"{prefix}-%u"] + (extra or []))
         started.append(sipp)
         if target_port is None:
-            bound = _udp_port_taken if transport.startswith("u") else _tcp_listening
+            bound = _udp_port_taken if transport.startswith("u") else _tcp_port_taken
             deadline = time.monotonic() + 5
             while not bound(sipp.port):
                 if sipp.proc.poll() is not None or time.monotonic() > deadline:

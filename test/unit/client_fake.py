@@ -123,6 +123,10 @@ class FakeServer:
     def close(self) -> None:
         self._stop = True
         self.drop()
+        try:
+            self._lsock.shutdown(socket.SHUT_RDWR)   # wakes the blocked accept()
+        except OSError:
+            pass
         self._lsock.close()
         self._thread.join(5)
 

@@ -214,25 +214,30 @@ def test_res_send_callback_gets_echo_and_to_tag_choice(srf, server):
 # -- create_uas --------------------------------------------------------------------------------
 
 def test_create_uas_future_and_rule5_listener_after_result(srf, server):
-    """A listener attached right after create_uas().result() gets the INFO sent right after ACK."""
+    """A listener attached right after create_uas().result() gets the INFO sent right after ACK,
+    even when the handler is slow to attach it."""
     infos = queue.Queue()
     dialogs = queue.Queue()
+    attach_now = threading.Event()
 
     @srf.invite
     def on_invite(req, res):
         dlg = srf.create_uas(req, res, local_sdp=SDP_B).result(WAIT)
-        dlg.on("info", lambda r, s: (infos.put(r.body), s.send(200)))
         dialogs.put(dlg)
+        attach_now.wait(WAIT)        # the test holds us here while ACK and INFO arrive
+        dlg.on("info", lambda r, s: (infos.put(r.body), s.send(200)))
 
     connect(srf, server)
     server.deliver(invite(), txn_id="t1")
     sent = answer_uas(server)
-    # ACK and INFO arrive back to back, before the handler had a chance to run on
     server.deliver(invite(method="ACK", to_tag="srvtag", body=""), txn_id="t1", dialog_id=DLG)
     server.deliver(invite(method="INFO", to_tag="srvtag", cseq=2, body="hello",
                           extra="Content-Type: text/plain\r\n"), txn_id="t2", dialog_id=DLG)
-    assert infos.get(timeout=WAIT) == "hello"
     dlg = dialogs.get(timeout=WAIT)
+    # the INFO is not auto-answered while the handler has not attached its listener yet
+    assert server.no_sip_frame("SIP/2.0 200", within=0.3)
+    attach_now.set()
+    assert infos.get(timeout=WAIT) == "hello"
     assert isinstance(dlg, Dialog) and dlg.id == DLG and dlg.type == "uas"
     assert dlg.sip.call_id == dlg.sip.callId == "call-1"
     assert dlg.sip.remote_tag == "farTag" and dlg.sip.local_tag == "srvtag"
