@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import wire
+from . import uac_auth, wire
 from .dispatch import Completion, Dispatcher, DrachtioFuture, Timers
 from .errors import ConnectionLostError, DrachtioError, NotConnectedError
 from .request import Request
@@ -547,7 +547,7 @@ class Agent:
         if kind != "cdr:attempt":
             args.append(f.field(4))
         args.append(msg)
-        self.emit_on(None, self.srf, kind, *args)
+        self.emit_on(("cdr",), self.srf, kind, *args)    # one key: records reach listeners in order
 
     def _on_sip(self, sc: ServerConn, f: wire.Frame) -> None:
         if len(f.fields) < 10:
@@ -642,6 +642,12 @@ class Agent:
                 ack = functools.partial(self.send_ack, sc, "ACK", meta.dialog_id, req, res)
         elif 100 < status < 200 and msg.has("RSeq"):
             ack = functools.partial(self.send_ack, sc, "PRACK", meta.dialog_id, req, res)
+        if status in (401, 407) and uac_auth.on_challenge(self, sc, req, res, ack):
+            return      # re-sent with credentials (PROTOCOL 4.11)
+        self.deliver_response(req, res, ack)
+
+    def deliver_response(self, req: Request, res: Response, ack: Callable[..., Any]) -> None:
+        """Hand a response to the library hooks of ``req`` and its ``response`` listeners."""
         for hook in list(req._hooks):
             self._safe(hook, res, ack, None)
         if req.listeners("response"):
@@ -650,12 +656,13 @@ class Agent:
     # -- requests out -----------------------------------------------------------------------------
     def send_request(self, *, method: str, uri: str | None, headers: Mapping[str, Any] | None = None,
                      body: str | None = None, dialog_id: str | None = None, proxy: str | None = None,
-                     conn: ServerConn | None = None,
+                     conn: ServerConn | None = None, auth: Any = None,
                      on_sent: Callable[[BaseException | None, Request | None], None]) -> None:
         """Send a request; ``on_sent(err, req)`` runs on the reader thread when the server echoes it.
 
         The Request is registered for its responses before ``on_sent`` runs, so hooks attached
-        in ``on_sent`` see every response.
+        in ``on_sent`` see every response.  With ``auth`` (credentials or a function giving
+        them) a 401/407 is answered by re-sending the request (see uac_auth).
         """
         sc = conn if conn is not None and not conn.closed else self.default_conn()
         method = method.upper()
@@ -688,6 +695,11 @@ class Agent:
                 req._key = dialog_key(f"{sent.call_id};from-tag={sent.from_tag}")
             else:
                 req._key = ("txn", meta.txn_id)
+            if auth is not None and method not in ("CANCEL", "ACK"):
+                req._auth_state = auth if isinstance(auth, uac_auth.AuthState) else uac_auth.AuthState(
+                    auth, method=method, uri=uri, headers=headers, body=body, dialog_id=dialog_id,
+                    proxy=proxy)
+                req.auth = req._auth_state.auth
             if method not in ("CANCEL", "ACK"):
                 with sc.lock:
                     sc.sent[meta.txn_id] = req
@@ -712,10 +724,14 @@ class Agent:
                     out.succeed(SipMessage(f.sip or ""))
                 except SipParseError as exc:
                     out.fail(exc)
-        try:
-            self.command(sc, lambda mid: wire.sip_cancel(mid, req.stack_txn_id or "", text), on_reply)
-        except DrachtioError as err:
-            out.fail(err)
+
+        def send() -> None:
+            try:
+                self.command(sc, lambda mid: wire.sip_cancel(mid, req.stack_txn_id or "", text), on_reply)
+            except DrachtioError as err:
+                out.fail(err)
+        if not uac_auth.defer_cancel(req, send):   # held while the INVITE is re-sent with credentials
+            send()
         return out.returned(req)
 
     def send_ack(self, sc: ServerConn, method: str, dialog_id: str, req: Request, res: Response,
@@ -811,8 +827,8 @@ class Agent:
         dests = [d if d.split(":", 1)[0] in ("sip", "sips", "tel") else "sip:" + d for d in dests]
         msg = build_message({"method": req.method, "uri": dests[0]}, None, opts.get("headers"), None)
         text = str(msg)
-        result: dict[str, Any] = {"connected": False, "final_status": None, "final_response": None,
-                                  "responses": []}
+        from .sip import AttrDict
+        result = AttrDict(connected=False, final_status=None, final_response=None, responses=[])
 
         def on_reply(f: wire.Frame | None, err: BaseException | None) -> None:
             if f is None:
@@ -835,10 +851,10 @@ class Agent:
             except (SipParseError, wire.WireProtocolError) as exc:
                 logger.error("bad proxy reply: %s", exc)
                 return
-            entry = {"time": meta.time, "status": m.status, "msg": m}
+            entry = AttrDict(time=meta.time, status=m.status, msg=m)
             responses = result["responses"]
             if not responses or responses[-1]["address"] != meta.address or responses[-1]["port"] != meta.port:
-                responses.append({"address": meta.address, "port": meta.port, "msgs": []})
+                responses.append(AttrDict(address=meta.address, port=meta.port, msgs=[]))
             responses[-1]["msgs"].append(entry)
             result["final_status"] = m.status
             result["final_response"] = entry
@@ -852,8 +868,8 @@ class Agent:
                 remain_in_dialog=bool(opts.get("remain_in_dialog") or opts.get("record_route") or opts.get("path")),
                 full_response=True, follow_redirects=bool(opts.get("follow_redirects")),
                 simultaneous=opts.get("forking") == "simultaneous",
-                provisional_timeout=opts.get("provisional_timeout") or "",
-                final_timeout=opts.get("final_timeout") or ""), on_reply, timeout=None)
+                provisional_timeout=_duration(opts.get("provisional_timeout")),
+                final_timeout=_duration(opts.get("final_timeout"))), on_reply, timeout=None)
         except DrachtioError as err:
             out.fail(err)
         return out.returned(req)
@@ -861,3 +877,14 @@ class Agent:
 
 def _noop(*_args: Any, **_kwargs: Any) -> None:
     return None
+
+
+def _duration(value: Any) -> str:
+    """A proxy timeout as the wire wants it: ``'2s'``/``'1500ms'`` as given; a number is seconds."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        raise TypeError("proxy timeout must be a string like '2s' or a number of seconds")
+    if isinstance(value, (int, float)):
+        return f"{int(value * 1000)}ms"
+    return str(value)

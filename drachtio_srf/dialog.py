@@ -213,7 +213,7 @@ class Dialog(EventEmitter):
 
         try:
             self.agent.send_request(method=method, uri=None, headers=hdrs, dialog_id=self.id,
-                                    conn=self.req._conn, on_sent=on_sent)
+                                    conn=self.req._conn, auth=o.get("auth") or self.auth, on_sent=on_sent)
         except DrachtioError as err:
             out.fail(err)
         return out.returned(self)
@@ -311,7 +311,8 @@ class Dialog(EventEmitter):
 
             try:
                 self.agent.send_request(method="INVITE", uri=None, headers=hdrs, body=body,
-                                        dialog_id=self.id, conn=self.req._conn, on_sent=on_sent)
+                                        dialog_id=self.id, conn=self.req._conn,
+                                        auth=o.get("auth") or self.auth, on_sent=on_sent)
             except DrachtioError as exc:
                 restore()
                 out.fail(exc)
@@ -374,7 +375,7 @@ class Dialog(EventEmitter):
 
         try:
             self.agent.send_request(method=m, uri=None, headers=hdrs, body=req_body, dialog_id=self.id,
-                                    conn=self.req._conn, on_sent=on_sent)
+                                    conn=self.req._conn, auth=o.get("auth") or self.auth, on_sent=on_sent)
         except DrachtioError as err:
             out.fail(err)
         return out.returned(self)

@@ -56,6 +56,7 @@ class Request(EventEmitter):
         self._key: Any = None
         self._hooks: list[Callable[..., None]] = []
         self._cancel_hooks: list[Callable[[Any], None]] = []
+        self._auth_state: Any = None     # uac_auth.AuthState of a request sent with credentials
         if meta is not None:
             self.meta = meta
 
@@ -80,6 +81,11 @@ class Request(EventEmitter):
             self.received_on = meta.received_on
         if getattr(meta, "session_token", None):
             self.session_token = meta.session_token
+
+    @property
+    def socket(self) -> ServerConn | None:
+        """The drachtio server connection this request came (or went) on."""
+        return self._conn
 
     @property
     def res(self) -> Response | None:

@@ -22,6 +22,7 @@ from pyee import EventEmitter
 
 from . import sdp as sdp_edit
 from .agent import Agent, ServerConn, dialog_key
+from .b2bua import create_b2bua
 from .dialog import Dialog
 from .errors import DrachtioError, NotConnectedError, SipError
 from .names import install_aliases, normalize_opts
@@ -35,6 +36,7 @@ __all__ = ["Srf"]
 
 VERBS = ("invite", "register", "options", "subscribe", "notify", "message", "info", "publish",
          "refer", "update", "bye", "cancel", "prack", "ack")
+CDR_EVENTS = ("cdr:attempt", "cdr:start", "cdr:stop")
 _TAG = re.compile(r"^[a-zA-Z0-9\-_+@:]+$")
 _SRF_KEY = ("srf",)
 
@@ -109,6 +111,16 @@ class Srf(EventEmitter):
         self._mode: str | None = None
 
     # -- events ---------------------------------------------------------------------------------
+    def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any]) -> None:
+        """Every way of adding a listener ends here: a ``cdr:*`` listener asks the server for
+        those records (``route|cdr:<kind>``, before or after connect; a second listener for the
+        same event just adds to it, where drachtio-srf threw: defect 12)."""
+        super()._add_event_handler(event, k, v)
+        if event in CDR_EVENTS:
+            agent = getattr(self, "_agent", None)
+            if agent is not None:
+                agent.add_route(event)
+
     def _emit(self, event: str, *args: Any) -> None:
         """Emit an Srf event on the dispatcher; an 'error' nobody listens to is logged."""
         if event == "error" and not self.listeners("error"):
@@ -474,12 +486,12 @@ class Srf(EventEmitter):
             if err is not None or req is None:
                 out.fail(err or DrachtioError("request failed"))
                 return
-            req.auth = o.get("auth")
             out.succeed(req, key=req._key, gate=True)
 
         try:
             agent.send_request(method=method, uri=uri, headers=o.get("headers"), body=o.get("body"),
-                               dialog_id=o.get("stack_dialog_id"), proxy=o.get("proxy"), on_sent=on_sent)
+                               dialog_id=o.get("stack_dialog_id"), proxy=o.get("proxy"), auth=o.get("auth"),
+                               on_sent=on_sent)
         except (DrachtioError, ValueError) as err:
             out.fail(err)
         return out.returned(self)
@@ -605,7 +617,6 @@ class Srf(EventEmitter):
                         agent.submit(None, cb_request, err, None)
                     out.fail(err or DrachtioError("createUAC: request failed"))
                     return
-                req.auth = o.get("auth")
                 if cb_request is not None:
                     agent.submit(req._key, cb_request, None, req)
                 req.on("update", lambda _ureq, ures: ures.send(200, {"body": local_sdp} if local_sdp else None))
@@ -657,7 +668,7 @@ class Srf(EventEmitter):
 
             try:
                 agent.send_request(method=method, uri=target, headers=headers, body=local_sdp,
-                                   proxy=proxy, on_sent=on_sent)
+                                   proxy=proxy, auth=o.get("auth"), conn=o.get("_conn"), on_sent=on_sent)
             except (DrachtioError, ValueError) as err:
                 if cb_request is not None:
                     agent.submit(None, cb_request, err, None)
@@ -685,6 +696,23 @@ class Srf(EventEmitter):
             done.succeed(dialog, key=dialog_key(dialog.id), gate=True)
             return done.returned(self)
         return AttrDict(sdp=res.body, res=res, ack=ack_with)
+
+    # -- B2BUA ----------------------------------------------------------------------------------------
+    def create_b2bua(self, req: Request, res: Response, uri: Any = None, opts: Any = None,
+                     progress: Any = None, callback: Any = None, **kwargs: Any) -> Any:
+        """Bridge the incoming ``req`` (A leg) to a new INVITE (or SUBSCRIBE) to ``uri`` (B leg).
+
+        ``create_b2bua(req, res, uri, opts, {cb_request, cb_provisional, cb_finalized_uac}, cb)``
+        or ``create_b2bua(req, res, {uri, ...}, progress, cb)``; ``uri`` may be a list, tried in
+        order while B fails.  Options: headers, response_headers (dict or fn(b_res, headers)),
+        local_sdp_a (str or fn(sdp_b, b_res) -> str|Future), local_sdp_b (str, or fn(sdp) used on
+        A's ACK in late offer), proxy_request_headers, proxy_response_headers (names, or
+        ``['all', '-Name', ...]``), pass_failure=True, pass_provisional_responses=True, proxy, auth,
+        follow_redirects, keep_uri_on_redirect, calling_number/calling_name/called_number.
+        cb(err, {uas, uac})|Future of the AttrDict ``{uas, uac}`` (``uas.other is uac``); a B
+        failure fails it with the SipError (and is passed to A unless pass_failure is False).
+        """
+        return create_b2bua(self, req, res, uri, opts, progress, callback, **kwargs)
 
     # -- proxy --------------------------------------------------------------------------------------
     def proxy_request(self, req: Request, destination: Any = None, opts: Any = None, callback: Any = None,

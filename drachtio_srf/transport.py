@@ -69,6 +69,11 @@ class Connection:
         self.closed = False
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        # OpenSSL forbids concurrent SSL_read/SSL_write on one connection (writes get lost, the
+        # process may crash), so a TLS socket is non-blocking and every SSL call takes this lock;
+        # the waiting for readiness happens outside it.
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._ssl_lock = threading.Lock()
         self._finished = False
         self._close_err: BaseException | None = None   # why a non-reader thread closed it
         self._reader: threading.Thread | None = None
@@ -90,7 +95,11 @@ class Connection:
             if self.closed:
                 raise NotConnectedError(f"connection to {_fmt_peer(self.peer)} is closed")
             try:
-                self._sock.settimeout(None)   # the reader blocks; close() wakes it by shutting down
+                # the reader blocks (in recv, or in select for TLS); close() wakes it by shutting down
+                if self._tls:
+                    self._sock.setblocking(False)
+                else:
+                    self._sock.settimeout(None)
             except OSError:
                 pass
             self._reader = threading.Thread(
@@ -104,7 +113,10 @@ class Connection:
             if self.closed:
                 raise NotConnectedError(f"connection to {_fmt_peer(self.peer)} is closed")
             try:
-                self._sock.sendall(data)
+                if self._tls:
+                    self._send_tls(data)
+                else:
+                    self._sock.sendall(data)
             except OSError as err:
                 failure = err
             else:
@@ -163,7 +175,7 @@ class Connection:
                 return
             self._finished = True
             self.closed = True
-        with self._write_lock:  # no sendall in progress on a descriptor we close
+        with self._write_lock, self._ssl_lock:  # no send in progress on a descriptor we close
             try:
                 self._sock.close()
             except OSError:
@@ -172,6 +184,48 @@ class Connection:
             self._on_close(self, err)
         except Exception:
             logger.exception("on_close handler of %r raised", self)
+
+    def _wait_ready(self, events: int, timeout: float | None) -> None:
+        """Wait (outside the SSL lock) until the socket is readable/writable, or ``timeout``."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._sock, events)
+            sel.select(timeout)
+
+    def _recv_tls(self, size: int) -> bytes:
+        """One read from a non-blocking TLS socket: waits for data, holds the SSL lock only to read.
+
+        Data OpenSSL already buffered is read before waiting, so nothing is left unseen.
+        """
+        sock = self._sock
+        while True:
+            with self._ssl_lock:
+                try:
+                    return sock.recv(size)
+                except ssl.SSLWantReadError:
+                    events = selectors.EVENT_READ
+                except ssl.SSLWantWriteError:
+                    events = selectors.EVENT_WRITE
+            if self.closed:
+                return b""
+            self._wait_ready(events, None)
+
+    def _send_tls(self, data: bytes) -> None:
+        """sendall for a non-blocking TLS socket (write lock held); raises OSError once closed."""
+        sock = self._sock
+        view = memoryview(data)
+        sent = 0
+        while sent < len(view):
+            if self.closed:
+                raise BrokenPipeError("connection closed while sending")
+            with self._ssl_lock:
+                try:
+                    sent += sock.send(view[sent:])
+                    continue
+                except ssl.SSLWantWriteError:
+                    events, timeout = selectors.EVENT_WRITE, 1.0
+                except ssl.SSLWantReadError:  # (re)negotiation: the reader consumes the input
+                    events, timeout = selectors.EVENT_READ, 0.05
+            self._wait_ready(events, timeout)
 
     def _deliver(self, payloads: list[str]) -> None:
         on_frame = self._on_frame
@@ -189,10 +243,11 @@ class Connection:
         decoder = wire.FrameDecoder()
         where = _fmt_peer(self.peer)
         err: BaseException | None = None
+        recv = self._recv_tls if self._tls else sock.recv
         try:
             while not self.closed:
                 try:
-                    data = sock.recv(_RECV_SIZE)
+                    data = recv(_RECV_SIZE)
                 except OSError as exc:
                     if not self.closed:
                         logger.warning("connection %s to %s failed: %s", self.name, where, exc)

@@ -45,9 +45,11 @@ def wait_for_tcp(port: int, timeout: float = 10.0) -> None:
 class ServerProcess:
     """`python -m drachtio_srf.server` on free ports, as a user would start it."""
 
-    def __init__(self, *, secret: str = SECRET, loglevel: str = "info", extra: list[str] | None = None):
-        self.admin_port = free_port()
-        self.sip_port = free_port()
+    def __init__(self, *, secret: str = SECRET, loglevel: str = "info", extra: list[str] | None = None,
+                 admin_port: int | None = None, sip_port: int | None = None):
+        # Given ports restart a server where a stopped one was (the apps reconnect to it).
+        self.admin_port = admin_port or free_port()
+        self.sip_port = sip_port or free_port()
         self.secret = secret
         args = [sys.executable, "-m", "drachtio_srf.server", "--address", LOOPBACK,
                 "--port", str(self.admin_port), "--secret", secret,
@@ -56,7 +58,7 @@ class ServerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"drachtio-server-{self.admin_port}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         try:
             wait_for_tcp(self.admin_port)

@@ -2,7 +2,7 @@
 
 ``EmbeddedServer`` runs the server's event loop in a background thread::
 
-    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru")
+    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru")   # tls_port=0, tls_cert=... for TLS
     s.start()            # returns once both ports are bound
     s.admin_port, s.sip_port
     s.stop()
@@ -13,9 +13,10 @@ import asyncio
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from drachtio_srf.server.core import DEFAULT_VERSION, Core, ServerConfig
+from drachtio_srf.server.outbound import parse_outbound_map
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,10 @@ class EmbeddedServer:
                  address: str = "127.0.0.1", sip_host: str | None = None,
                  contact: str | None = None, transports: Iterable[str] = ("udp", "tcp"),
                  version: str = DEFAULT_VERSION, external_host: str | None = None,
-                 outbound_proxy: str | None = None, cdrs: bool = False, t1: float | None = None) -> None:
+                 outbound_proxy: str | None = None, cdrs: bool = False, t1: float | None = None,
+                 tls_port: int | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None,
+                 outbound: Mapping[str, str] | Iterable[str] | None = None) -> None:
         host = sip_host or address
         trans = tuple(transports)
         port = sip_port
@@ -58,7 +62,10 @@ class EmbeddedServer:
         self.config = ServerConfig(
             admin_host=address, admin_port=admin_port, secret=secret, sip_host=host,
             sip_port=port or 0, transports=trans, external_host=external_host, version=version,
-            outbound_proxy=outbound_proxy, cdrs=cdrs, t1=t1)
+            outbound_proxy=outbound_proxy, cdrs=cdrs, t1=t1, tls_port=tls_port,
+            tls_cert=tls_cert, tls_key=tls_key)
+        # method (or '*') -> 'tcp://host:port': the server dials the app for such new requests
+        self.config.outbound = dict(parse_outbound_map(outbound))
         self.core: Core | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -72,6 +79,11 @@ class EmbeddedServer:
     @property
     def sip_port(self) -> int:
         return self.config.sip_port
+
+    @property
+    def tls_port(self) -> int | None:
+        """The TLS admin port (None when not enabled); the bound one after start()."""
+        return self.config.tls_port
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

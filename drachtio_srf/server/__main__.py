@@ -12,6 +12,7 @@ import sys
 
 from drachtio_srf.server import parse_contact
 from drachtio_srf.server.core import DEFAULT_VERSION, Core, ServerConfig
+from drachtio_srf.server.outbound import parse_outbound_map
 
 logger = logging.getLogger("drachtio_srf.server")
 
@@ -28,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--external-ip", default=None, help="public address to advertise")
     p.add_argument("--outbound-proxy", default=None, help="SIP URI of an outbound proxy")
     p.add_argument("--cdrs", action="store_true", help="send CDR events to apps that route cdr:*")
+    p.add_argument("--outbound", action="append", default=[], metavar="METHOD=tcp://HOST:PORT",
+                   help="deliver new requests of METHOD ('*': any) by connecting to an app that "
+                        "listens there (outbound-connection mode); repeatable")
+    p.add_argument("--tls-port", type=int, default=None,
+                   help="also accept apps over TLS on this admin port (needs --tls-cert)")
+    p.add_argument("--tls-cert", "--tls-cert-file", dest="tls_cert", default=None,
+                   help="PEM certificate (chain) for the TLS admin port")
+    p.add_argument("--tls-key", "--tls-key-file", dest="tls_key", default=None,
+                   help="PEM private key for the TLS admin port (default: in --tls-cert)")
     p.add_argument("--version-string", default=DEFAULT_VERSION, help=argparse.SUPPRESS)
     p.add_argument("--t1", type=float, default=None, help=argparse.SUPPRESS)  # SIP T1 (tests)
     p.add_argument("--loglevel", default="info",
@@ -59,13 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.sip_port is not None:
         port = args.sip_port
+    try:
+        outbound = parse_outbound_map(args.outbound)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.tls_port is not None and not args.tls_cert:
+        print("error: --tls-port needs --tls-cert", file=sys.stderr)
+        return 2
     config = ServerConfig(admin_host=args.address, admin_port=args.port, secret=args.secret,
                           sip_host=host, sip_port=port, transports=transports,
                           external_host=args.external_ip, version=args.version_string,
-                          outbound_proxy=args.outbound_proxy, cdrs=args.cdrs, t1=args.t1)
+                          outbound_proxy=args.outbound_proxy, cdrs=args.cdrs, t1=args.t1,
+                          tls_port=args.tls_port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                          outbound=dict(outbound))
     try:
         asyncio.run(_serve(config))
-    except OSError as err:
+    except (OSError, ValueError) as err:  # incl. ssl.SSLError for an unusable certificate
         logger.error("cannot start: %s", err)
         return 1
     return 0

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from drachtio_srf import wire
@@ -89,6 +89,8 @@ class ControlConnection(asyncio.Protocol):
         self.authenticated = False
         self.tags: list[str] = []
         self._decoder = wire.FrameDecoder()
+        #: set for an outbound connection (the server dialled the app): runs after a good authenticate
+        self.on_authenticated: Callable[[ControlConnection], None] | None = None
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -208,3 +210,5 @@ class ControlConnection(asyncio.Protocol):
         hostports = self.core.hostports()
         self.reply(frame.msg_id, "OK", [hostports, self.core.config.version, hostports])
         logger.info("%s: authenticated", self.name)
+        if self.on_authenticated is not None:
+            self.on_authenticated(self)

@@ -21,6 +21,7 @@ from typing import Any
 from drachtio_srf import wire
 from drachtio_srf.server.control import ControlConnection, Router
 from drachtio_srf.server.dialogs import Dialog, DialogTable, dialog_id
+from drachtio_srf.server.outbound import OutboundConnector
 from drachtio_srf.sip import SipMessage, parse_uri, reason_phrase
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,11 @@ class ServerConfig:
     outbound_proxy: str | None = None
     cdrs: bool = False
     t1: float | None = None            # SIP timer T1 in seconds (None: the stack's default 0.5)
+    #: method (or '*') -> 'tcp://host:port': new requests the server delivers by dialling the app
+    outbound: dict[str, Any] = field(default_factory=dict)
+    tls_port: int | None = None        # admin port for apps connecting with TLS (0: any free port)
+    tls_cert: str | None = None        # PEM certificate (chain) for the TLS admin port
+    tls_key: str | None = None         # PEM private key for it (None: inside tls_cert)
 
 
 @dataclass(eq=False)
@@ -225,6 +231,7 @@ class Incoming:
     final: bool = False
     rseq: int = 0
     expiry: asyncio.TimerHandle | None = None
+    delivered: bool = True           # False while an outbound connection to the app is being made
 
 
 @dataclass(eq=False)
@@ -293,9 +300,12 @@ class Core:
         self._failed_invites: dict[str, float] = {}
         self._proxy_by_stx: dict[int, ProxyJob] = {}
         self._proxied_calls: dict[str, Any] = {}   # Call-ID -> Target of the answering branch
+        self._early_updates: dict[str, Incoming] = {}   # INVITE txnId -> UPDATE in its early dialog
         self._stack_factory = stack_factory
+        self.outbound = OutboundConnector(self, config.outbound)
         self.stack: Any = None
         self._admin_server: asyncio.AbstractServer | None = None
+        self._tls_admin_server: asyncio.AbstractServer | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -312,6 +322,8 @@ class Core:
         self.stack = factory(self.config.sip_host, self.config.sip_port, **kwargs)
         await self.stack.start()
         self.config.sip_port = self.stack.port
+        if self.config.tls_port is not None:
+            await self._start_tls_admin()   # before the plain port: its accepting means "ready"
         self._admin_server = await self.loop.create_server(
             lambda: ControlConnection(self), self.config.admin_host, self.config.admin_port)
         sock = self._admin_server.sockets[0]
@@ -319,18 +331,36 @@ class Core:
         logger.info("drachtio server listening for apps on %s:%d, SIP on %s", self.config.admin_host,
                     self.config.admin_port, self.hostports())
 
+    async def _start_tls_admin(self) -> None:
+        """The admin port for apps that connect with TLS (drachtio-server's admin ``tls-port``)."""
+        import ssl
+        if not self.config.tls_cert:
+            raise ValueError("a TLS admin port needs a certificate (tls_cert)")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.config.tls_cert, self.config.tls_key or None)
+        assert self.loop is not None
+        self._tls_admin_server = await self.loop.create_server(
+            lambda: ControlConnection(self), self.config.admin_host, self.config.tls_port, ssl=ctx)
+        self.config.tls_port = self._tls_admin_server.sockets[0].getsockname()[1]
+        logger.info("drachtio server listening for apps over TLS on %s:%d", self.config.admin_host,
+                    self.config.tls_port)
+
     async def stop(self) -> None:
         """Close the admin port, every app connection and the SIP stack."""
-        if self._admin_server is not None:
-            self._admin_server.close()
+        for server in (self._admin_server, self._tls_admin_server):
+            if server is not None:
+                server.close()
+        self.outbound.close()
         for conn in list(self.connections):
             conn.close()
         for inc in list(self.incoming.values()):
             if inc.expiry:
                 inc.expiry.cancel()
-        if self._admin_server is not None:
+        for server in (self._admin_server, self._tls_admin_server):
+            if server is None:
+                continue
             try:
-                await asyncio.wait_for(self._admin_server.wait_closed(), 2.0)
+                await asyncio.wait_for(server.wait_closed(), 2.0)
             except Exception as err:  # noqa: BLE001 - shutting down anyway
                 logger.debug("admin listener close: %r", err)
         if self.stack is not None:
@@ -380,6 +410,7 @@ class Core:
         """Forget the connection's routes; its dialogs stay (their requests get 481)."""
         self.connections.discard(conn)
         self.router.remove_connection(conn)
+        self.outbound.connection_lost(conn)
         for job in list(self._proxy_by_stx.values()):
             if job.conn is conn:
                 job.full_response = False
@@ -387,11 +418,19 @@ class Core:
     # ------------------------------------------------------------------ frames to apps
     def _send_sip_event(self, conn: ControlConnection, msg: SipMessage, *, source: str, protocol: str,
                         address: str, port: int, txn_id: str, dialog_id: str = "",
-                        received_on: tuple[str, int] | None = None, text: str | None = None) -> None:
+                        received_on: tuple[str, int] | None = None, text: str | None = None,
+                        behind: Dialog | None = None) -> None:
         text = text if text is not None else text_of(msg)
-        conn.send(wire.sip_event(wire.new_id(), source=source, nbytes=nbytes(text), protocol=protocol,
+        payload = wire.sip_event(wire.new_id(), source=source, nbytes=nbytes(text), protocol=protocol,
                                  address=address, port=port, time=wire.stack_time(), txn_id=txn_id,
-                                 dialog_id=dialog_id, received_on=received_on, sip_text=text))
+                                 dialog_id=dialog_id, received_on=received_on, sip_text=text)
+        held_out = behind.extra.get("held_out") if behind is not None else None
+        if held_out is not None and held_out.held and held_out.conn is conn:
+            # the response that created this dialog is still held (ECHO_GAP): keep the order, e.g.
+            # a NOTIFY sent right after the 202 to a SUBSCRIBE must reach the app after the 202
+            held_out.held.append(payload)
+            return
+        conn.send(payload)
 
     def _echo_request(self, conn: ControlConnection, msg_id: str, txn_id: str, msg: SipMessage,
                       transport: str) -> None:
@@ -506,6 +545,8 @@ class Core:
             if dlg is not None:
                 self._deliver_in_dialog(stx, msg, source, dlg)
                 return
+            if method == "UPDATE" and self._early_update(stx, msg, source):
+                return
             if method == "INVITE" or method not in NEW_REQUEST_METHODS:
                 if method in ("BYE", "UPDATE", "INVITE", "PRACK", "REFER"):
                     self._reject(stx, msg, 481)
@@ -520,21 +561,43 @@ class Core:
             return
         if method == "INVITE":
             self._cdr("attempt", "network", msg)
-        conn = self.router.pick(method.lower())
+        outbound = self.outbound.target_for(method)
+        conn = self.outbound.new_connection() if outbound else self.router.pick(method.lower())
         if conn is None:
             logger.info("no app routed %s: 503", method)
-            self._reject(stx, msg, 503)
+            resp = self._simple_response(msg, 503)
+            stx.respond(resp)
             if method == "INVITE":
-                self._cdr("stop", "application", msg, "call-rejected")
+                self._cdr("stop", "application", resp, "call-rejected")
             return
         txn_id = wire.new_id()
         inc = Incoming(txn_id, stx, msg, source, conn, method)
         if method in ("INVITE", "SUBSCRIBE") and call_id and from_tag:
             inc.dialog_id = dialog_id(call_id, from_tag)
         self._add_incoming(inc)
-        self._send_sip_event(conn, msg, source="network", protocol=source.transport,
-                             address=source.address, port=source.port, txn_id=txn_id,
-                             received_on=(source.local[0], source.local[1]))
+        if outbound:
+            self.outbound.start(conn, inc, outbound)
+            return
+        self.deliver_new_request(inc)
+
+    def deliver_new_request(self, inc: Incoming) -> None:
+        """Send a new request from the network to its app (3.3 case a)."""
+        src = inc.source
+        self._send_sip_event(inc.conn, inc.request, source="network", protocol=src.transport,
+                             address=src.address, port=src.port, txn_id=inc.txn_id,
+                             received_on=(src.local[0], src.local[1]))
+
+    def fail_incoming(self, inc: Incoming, status: int) -> None:
+        """Answer a pending new request from the server itself (e.g. 480: app unreachable)."""
+        if inc.final or getattr(inc.stx, "final_sent", False):
+            return
+        inc.final = True
+        self._drop_incoming(inc)
+        resp = self._simple_response(inc.request, status)
+        logger.info("answering %s %s from the server: %d", inc.method, inc.request.call_id, status)
+        self._respond_safely(inc.stx, resp)
+        if inc.method == "INVITE":
+            self._cdr("stop", "application", resp, "call-rejected")
 
     def _add_incoming(self, inc: Incoming) -> None:
         self.incoming[inc.txn_id] = inc
@@ -563,6 +626,10 @@ class Core:
                 self.dialogs.remove(dlg)
             self._reject(stx, msg, 481)
             return
+        if method == "PRACK" and not self._prack_matches(dlg, msg):
+            logger.info("PRACK in %s matches no reliable provisional response: 481", dlg.id)
+            self._reject(stx, msg, 481)
+            return
         cseq = msg.cseq
         if cseq is not None:
             dlg.remote_cseq = cseq.seq
@@ -576,7 +643,7 @@ class Core:
         self._add_incoming(inc)
         self._send_sip_event(dlg.owner, msg, source="network", protocol=source.transport,
                              address=source.address, port=source.port, txn_id=txn_id,
-                             dialog_id=dlg.id)
+                             dialog_id=dlg.id, behind=dlg)
 
     def _on_ack(self, msg: SipMessage, source: Any) -> None:
         if self._is_record_routed_to_us(msg) or (
@@ -598,7 +665,7 @@ class Core:
         else:
             txn_id = wire.new_id()
         self._send_sip_event(dlg.owner, msg, source="network", protocol="", address=source.address,
-                             port=source.port, txn_id=txn_id, dialog_id=dlg.id)
+                             port=source.port, txn_id=txn_id, dialog_id=dlg.id, behind=dlg)
 
     def _on_cancel(self, invite_stx: Any, cancel: SipMessage, source: Any) -> int:
         if invite_stx is None:
@@ -625,6 +692,8 @@ class Core:
         assert self.loop is not None
         self.loop.call_soon(self._respond_safely, invite_stx, resp)
         self._cdr("stop", "network", cancel, "call-canceled")
+        if not inc.delivered:
+            return 200
         self._send_sip_event(inc.conn, cancel, source="network", protocol=source.transport,
                              address=source.address, port=source.port, txn_id=inc.txn_id,
                              dialog_id=inc.dialog_id if inc.responded else "")
@@ -686,6 +755,10 @@ class Core:
     # ---- responses from the app
     def _app_response(self, conn: ControlConnection, frame: wire.Frame, txn_id: str, start: str,
                       app: AppHeaders, body: str) -> None:
+        upd = self._early_updates.get(txn_id)
+        if upd is not None and re.match(r"^\s*\d+\s*UPDATE\b", app.first("cseq") or "", re.IGNORECASE):
+            self._answer_early_update(conn, frame, upd, start, app, body)
+            return
         inc = self.incoming.get(txn_id)
         if inc is None or inc.final:
             cseq = app.first("cseq") or ""
@@ -735,6 +808,11 @@ class Core:
                     self.dialogs.remove(early)
         elif dlg is not None and dlg.id == inc.dialog_id and not dlg.confirmed and 200 <= status < 300:
             dlg.confirmed = True
+        elif (dlg is not None and method == "NOTIFY" and dlg.kind == "subscribe" and 200 <= status < 300
+              and (req.get("subscription-state") or "").strip().lower().startswith("terminated")):
+            self.dialogs.remove(dlg)     # the notifier ended the subscription (RFC 6665 4.1.3)
+        if reliable and dlg is not None:
+            self._send_reliably(inc, dlg, resp)
         if status >= 200:
             inc.final = True
             self._drop_incoming(inc)
@@ -818,6 +896,116 @@ class Core:
             confirmed=confirmed, source=inc.source)
         self.dialogs.add(dlg)
         return dlg
+
+    # ---- reliable provisional responses (RFC 3262) and UPDATE in an early dialog
+    def _send_reliably(self, inc: Incoming, dlg: Dialog, resp: SipMessage) -> None:
+        """Retransmit a reliable 1xx (T1, doubling) until its PRACK, a final response or 64*T1."""
+        try:
+            rseq = int((resp.get("rseq") or "").strip())
+        except ValueError:
+            return
+        cseq = inc.request.cseq
+        t1 = float(getattr(self.stack, "t1", 0.5))
+        assert self.loop is not None
+        loop = self.loop
+        state: dict[str, Any] = {"cseq": cseq.seq if cseq else None, "interval": t1,
+                                 "deadline": loop.time() + 64 * t1, "handle": None}
+        unacked: dict[int, dict[str, Any]] = dlg.extra.setdefault("unacked_1xx", {})
+        unacked[rseq] = state
+
+        def again() -> None:
+            state["handle"] = None
+            if unacked.get(rseq) is not state or inc.final or getattr(inc.stx, "final_sent", False):
+                return
+            if loop.time() >= state["deadline"]:
+                logger.warning("no PRACK for reliable %s (RSeq %d) in %s", resp.status, rseq, dlg.id)
+                return
+            self._respond_safely(inc.stx, resp)
+            state["interval"] *= 2
+            state["handle"] = loop.call_later(state["interval"], again)
+
+        state["handle"] = loop.call_later(t1, again)
+
+    @staticmethod
+    def _prack_matches(dlg: Dialog, msg: SipMessage) -> bool:
+        """Does the PRACK's RAck acknowledge an unacknowledged reliable 1xx of ``dlg``? (forgets it)"""
+        unacked = dlg.extra.get("unacked_1xx")
+        rack = (msg.get("rack") or "").split()
+        if not unacked or len(rack) < 3:
+            return False
+        try:
+            rseq, seq = int(rack[0]), int(rack[1])
+        except ValueError:
+            return False
+        state = unacked.get(rseq)
+        if state is None or state["cseq"] != seq or rack[2].upper() != "INVITE":
+            return False
+        del unacked[rseq]
+        if state["handle"] is not None:
+            state["handle"].cancel()
+        return True
+
+    def _early_update(self, stx: Any, msg: SipMessage, source: Any) -> bool:
+        """An UPDATE in the early dialog of an unanswered INVITE (3.3 case c): to the INVITE's app."""
+        call_id, from_tag, to_tag = msg.call_id, msg.from_tag, msg.to_tag
+        found: tuple[ControlConnection, str, str] | None = None
+        for inc in self.incoming.values():
+            if (inc.method == "INVITE" and inc.dialog is None and not inc.final
+                    and inc.request.call_id == call_id and inc.to_tag == to_tag
+                    and inc.request.from_tag == from_tag):
+                found = (inc.conn, inc.txn_id, inc.dialog_id)
+                break
+        if found is None:
+            for out in self.outgoing.values():
+                if (out.method == "INVITE" and out.dialog is None and not out.final
+                        and out.request.call_id == call_id and out.request.from_tag == to_tag):
+                    found = (out.conn, out.txn_id, out.dialog_id)
+                    break
+        if found is None or found[0].closed:
+            return False
+        conn, invite_txn, dlg_id = found
+        upd = Incoming(invite_txn, stx, msg, source, conn, "UPDATE", dialog_id=dlg_id, to_tag=to_tag)
+        old = self._early_updates.get(invite_txn)
+        if old is not None and old.expiry is not None:
+            old.expiry.cancel()
+        self._early_updates[invite_txn] = upd
+        if self.loop is not None:
+            upd.expiry = self.loop.call_later(PENDING_REQUEST_TIMEOUT, self._forget_early_update, upd)
+        self._send_sip_event(conn, msg, source="network", protocol=source.transport,
+                             address=source.address, port=source.port, txn_id=invite_txn,
+                             dialog_id=dlg_id)
+        return True
+
+    def _forget_early_update(self, upd: Incoming) -> None:
+        if self._early_updates.get(upd.txn_id) is upd:
+            del self._early_updates[upd.txn_id]
+        if upd.expiry is not None:
+            upd.expiry.cancel()
+            upd.expiry = None
+
+    def _answer_early_update(self, conn: ControlConnection, frame: wire.Frame, upd: Incoming, start: str,
+                             app: AppHeaders, body: str) -> None:
+        """The app's response to an UPDATE delivered as case c (it quoted the INVITE's txnId)."""
+        m = re.match(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", start, re.IGNORECASE)
+        if not m:
+            conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
+            return
+        status = int(m.group(1))
+        reason = (m.group(2) or "").strip() or reason_phrase(status)
+        resp = self._complete_response(upd, status, reason, app, body, False)
+        try:
+            upd.stx.respond(resp)
+        except Exception as err:  # noqa: BLE001 - reported to the app
+            logger.warning("could not answer UPDATE %s: %s", upd.txn_id, err)
+            conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
+            return
+        if status >= 200:
+            self._forget_early_update(upd)
+        text = str(resp)
+        conn.send(wire.echo_response(wire.new_id(), frame.msg_id, nbytes=nbytes(text),
+                                     protocol=upd.source.transport, address=upd.source.address,
+                                     port=upd.source.port, time=wire.stack_time(), txn_id=upd.txn_id,
+                                     dialog_id=upd.dialog_id, sip_text=text))
 
     @staticmethod
     def _contact_uri(msg: SipMessage) -> str | None:
@@ -1118,6 +1306,9 @@ class Core:
             out.held.append(payload)
             if len(out.held) == 1:
                 self.loop.call_later(max(wait, 0.0), self._flush_held, out)
+            held_dlg = self.dialogs.get(frame_dialog) if frame_dialog else None
+            if held_dlg is not None:
+                held_dlg.extra["held_out"] = out    # in-dialog requests queue behind (_send_sip_event)
             return
         out.conn.send(payload)
 
@@ -1335,6 +1526,8 @@ class Core:
         branch.final = resp
         if branch.timer is not None:
             branch.timer.cancel()
+        if job.done:
+            return
         if job.full_response and not job.conn.closed and not (branch.abandoned and status == 487):
             text = text_of(resp)
             job.conn.send(wire.proxy_continue(

@@ -1,0 +1,118 @@
+"""App CPU per call: the same UAS app on drachtio_srf (Python) and on drachtio-srf (Node).
+
+Each run starts a fresh embedded server and one app, warms it up, then sipp's built-in ``uac``
+(INVITE, 200, ACK, immediate BYE: ``-d 0``) drives it at a fixed call rate. The app's and the
+server's CPU time (utime + stime of every thread, /proc/<pid>/stat) is read before the measured
+calls and after every dialog is released. Runs alternate between the two apps.
+
+    /work/venv/bin/python benchmarks/app_cpu_bench.py                # 50 cps for 20 s, 3 rounds
+    /work/venv/bin/python benchmarks/app_cpu_bench.py --rate 50 --duration 10 --rounds 1
+
+Prints CPU ms per call for both apps (median over rounds), the server's, and last the ratio
+Python / Node (target <= 1.0).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import benchlib as bl
+
+logger = logging.getLogger("benchmarks.app_cpu")
+
+
+@dataclass
+class Run:
+    impl: str
+    calls: int
+    failed: int
+    retrans: int
+    app_cpu: float
+    server_cpu: float
+    elapsed: float
+    leftover: int
+
+    @property
+    def app_ms(self) -> float:
+        return 1000 * self.app_cpu / max(self.calls, 1)
+
+    @property
+    def server_ms(self) -> float:
+        return 1000 * self.server_cpu / max(self.calls, 1)
+
+
+def one_run(impl: str, args: argparse.Namespace, node_work: Path, work: Path, tag: str) -> Run:
+    server = bl.Server(work, loglevel=args.server_loglevel)
+    app = None
+    try:
+        app = bl.App(impl, server, node_work, work)
+        if args.warmup:
+            bl.run_sipp(server.sip_port, work, f"{tag}-warm", timeout=60, rate=args.rate,
+                        calls=args.warmup)
+            app.wait_released(args.warmup, timeout=20)
+        base = app.stats()
+        app0, srv0 = bl.cpu_seconds(app.pid), bl.cpu_seconds(server.pid)
+        calls = int(args.rate * args.duration)
+        res = bl.run_sipp(server.sip_port, work, tag, timeout=args.duration * 3 + 30,
+                          rate=args.rate, calls=calls)
+        end = app.wait_released(base["created"] + base["failed"] + calls, timeout=30)
+        app1, srv1 = bl.cpu_seconds(app.pid), bl.cpu_seconds(server.pid)
+        done = end["created"] - base["created"]
+        run = Run(impl, done, max(res.failed, 0) + end["failed"] - base["failed"], res.retransmissions,
+                  app1 - app0, srv1 - srv0, res.elapsed, end["open"])
+        if not res.ok or run.failed or done != calls or end["open"]:
+            logger.warning("%s run not clean: sipp rc=%s failed=%s, app created %d/%d, open %d",
+                           impl, res.rc, res.failed, done, calls, end["open"])
+        return run
+    finally:
+        if app is not None:
+            app.stop()
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", type=float, default=50, help="calls per second (default 50)")
+    p.add_argument("--duration", type=float, default=20, help="seconds of load per run (default 20)")
+    p.add_argument("--rounds", type=int, default=3, help="runs per app, alternating (default 3)")
+    p.add_argument("--warmup", type=int, default=100, help="calls before measuring (default 100)")
+    p.add_argument("--node-dir", help="keep/reuse the npm install of drachtio-srf@5 here")
+    p.add_argument("--server-loglevel", default="warning")
+    p.add_argument("--keep", action="store_true", help="keep logs and sipp stats files")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    bl.setup_logging(args.verbose)
+
+    runs: list[Run] = []
+    with bl.node_install(args.node_dir) as node_work, bl.workdir(args.keep) as work:
+        bl.out(f"# app_cpu_bench: {bl.machine()} drachtio-srf(node)={bl.node_srf_version(node_work)}")
+        bl.out(f"# {args.rate:g} cps x {args.duration:g} s, {args.rounds} round(s), warm-up {args.warmup} calls")
+        for rnd, impl in bl.alternate(args.rounds):
+            logger.info("round %d: %s app", rnd + 1, impl)
+            run = one_run(impl, args, node_work, work, f"r{rnd}-{impl}")
+            runs.append(run)
+            bl.out(f"round {rnd + 1} {impl:4s}: app {run.app_ms:7.3f} ms/call  server {run.server_ms:7.3f} "
+                   f"ms/call  calls {run.calls} failed {run.failed} retrans {run.retrans} "
+                   f"open-after {run.leftover} ({run.elapsed:.1f} s)")
+
+    res = {impl: [r for r in runs if r.impl == impl] for impl in ("py", "node")}
+    py_ms = bl.median([r.app_ms for r in res["py"]])
+    node_ms = bl.median([r.app_ms for r in res["node"]])
+    srv_py = bl.median([r.server_ms for r in res["py"]])
+    srv_node = bl.median([r.server_ms for r in res["node"]])
+    bl.out(f"python app CPU per call: {py_ms:.3f} ms (median)")
+    bl.out(f"node   app CPU per call: {node_ms:.3f} ms (median)")
+    bl.out(f"server CPU per call: {srv_py:.3f} ms with the python app, {srv_node:.3f} ms with the node app"
+           f" (=> ~{1000 / max(srv_py, srv_node, 1e-9):.0f} cps per core for the server alone)")
+    clean = all(r.failed == 0 and r.leftover == 0 for r in runs)
+    if not clean:
+        bl.out("WARNING: some runs had failed calls or unreleased dialogs (see above)")
+    bl.out(bl.ratio_line("app CPU per call python/node", py_ms / node_ms if node_ms else float("nan"), "<= 1.0"))
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

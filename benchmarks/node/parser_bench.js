@@ -1,0 +1,40 @@
+// Parser benchmark, Node side: the ORIGINAL drachtio-srf SipMessage on the same corpus and the
+// same work per message as benchmarks/parser_bench.py: parse, read From, To, Via, CSeq, Call-ID
+// and (when present) Contact as parsed headers, serialise back.
+// usage: node parser_bench.js CORPUS_JSON SECONDS WARMUP_SECONDS
+// prints: RESULT <messages per second> <serialised bytes per corpus pass>
+'use strict';
+const fs = require('fs');
+const SipMessage = require('drachtio-srf/lib/sip-parser/message');
+
+const [corpusPath, seconds = '3', warmup = '1'] = process.argv.slice(2);
+const corpus = JSON.parse(fs.readFileSync(corpusPath, 'utf8'));
+const HEADERS = ['From', 'To', 'Via', 'CSeq', 'Call-ID'];
+
+function pass() {
+  let bytes = 0;
+  for (const text of corpus) {
+    const msg = new SipMessage(text);
+    for (const h of HEADERS) msg.getParsedHeader(h);
+    if (msg.has('Contact')) msg.getParsedHeader('Contact');
+    bytes += msg.toString().length;
+  }
+  return bytes;
+}
+
+function run(limit) {
+  let n = 0, bytes = 0;
+  const start = process.hrtime.bigint();
+  const stop = start + BigInt(Math.round(limit * 1e9));
+  let now = start;
+  while (now < stop) {
+    bytes = pass();
+    n += corpus.length;
+    now = process.hrtime.bigint();
+  }
+  return [n / (Number(now - start) / 1e9), bytes];
+}
+
+run(parseFloat(warmup));
+const [rate, bytes] = run(parseFloat(seconds));
+console.log(`RESULT ${rate.toFixed(1)} ${bytes}`);
