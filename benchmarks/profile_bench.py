@@ -45,6 +45,13 @@ def top(prof: Path, title: str, n: int) -> None:
         for key, (cc, nc, tt, ct, _callers) in sorted(rows, key=lambda r: r[1][idx], reverse=True)[:n]:
             t = ct if idx == 3 else tt
             bl.out(f"{100 * t / total:5.1f}% {ct:7.2f} {tt:7.2f} {nc:8d}  {short(key)}")
+    by_file: dict[str, float] = {}
+    for key, (_cc, _nc, tt, _ct, _callers) in rows:
+        name = short(key).split(":", 1)[0] if key[0] != "~" else "(builtins)"
+        by_file[name] = by_file.get(name, 0.0) + tt
+    bl.out(f"-- own CPU by file (top {n})")
+    for name, tt in sorted(by_file.items(), key=lambda kv: kv[1], reverse=True)[:n]:
+        bl.out(f"{100 * tt / total:5.1f}% {tt:7.2f}  {name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,12 +163,14 @@ class Response(EventEmitter):
         from .sip import STATUS_REASONS
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 699:
             raise ValueError(f"Response.send: status must be a SIP status code, got {status!r}")
+        # shift positional arguments left; callback=/fn_ack= given as keywords are kept
         if callable(reason):                      # send(s, cb[, fn_ack])
-            reason, opts, callback, fn_ack = None, None, reason, opts
+            reason, opts, callback, fn_ack = None, None, reason, opts if opts is not None else fn_ack
         elif isinstance(reason, Mapping):         # send(s, opts[, cb[, fn_ack]])
-            reason, opts, callback, fn_ack = None, reason, opts, callback
+            reason, opts, callback, fn_ack = (None, reason, opts if opts is not None else callback,
+                                              callback if opts is not None else fn_ack)
         elif callable(opts):                      # send(s, reason, cb[, fn_ack])
-            opts, callback, fn_ack = None, opts, callback
+            opts, callback, fn_ack = None, opts, callback if callback is not None else fn_ack
         options = dict(opts or {})
         hdrs = dict(options.get("headers") or {})
         if headers:

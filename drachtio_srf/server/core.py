@@ -301,6 +301,8 @@ class Core:
         self._proxy_by_stx: dict[int, ProxyJob] = {}
         self._proxied_calls: dict[str, Any] = {}   # Call-ID -> Target of the answering branch
         self._early_updates: dict[str, Incoming] = {}   # INVITE txnId -> UPDATE in its early dialog
+        #: dialog id -> (stx, request, source) that overtook the final response to the app's SUBSCRIBE
+        self._early_notifies: dict[str, list[tuple[Any, SipMessage, Any]]] = {}
         self._stack_factory = stack_factory
         self.outbound = OutboundConnector(self, config.outbound)
         self.stack: Any = None
@@ -542,16 +544,24 @@ class Core:
                 self._proxy_in_dialog(stx, msg, source)
                 return
             dlg = self.dialogs.find(call_id, to_tag, from_tag)
+            if dlg is not None and dlg.id in self._early_notifies:
+                self._early_notifies[dlg.id].append((stx, msg, source))   # still before the 2xx
+                return
             if dlg is not None:
                 self._deliver_in_dialog(stx, msg, source, dlg)
                 return
             if method == "UPDATE" and self._early_update(stx, msg, source):
                 return
+            if method == "NOTIFY" and self._early_notify(stx, msg, source):
+                return
+            # drachtio-server: a stale INVITE, BYE or UPDATE gets 481; other methods that may start
+            # something (NOTIFY, INFO, SUBSCRIBE, ...) go to the app as new requests (below); the
+            # rest (ACK, PRACK, REFER, ...) are dropped
             if method == "INVITE" or method not in NEW_REQUEST_METHODS:
-                if method in ("BYE", "UPDATE", "INVITE", "PRACK", "REFER"):
+                if method in ("BYE", "UPDATE", "INVITE"):
                     self._reject(stx, msg, 481)
                 else:
-                    logger.info("discarding %s outside a dialog", method)
+                    logger.info("discarding %s for no known dialog", method)
                 return
         elif method not in NEW_REQUEST_METHODS:
             if method in ("BYE", "UPDATE"):
@@ -976,6 +986,49 @@ class Core:
                              dialog_id=dlg_id)
         return True
 
+    def _early_notify(self, stx: Any, msg: SipMessage, source: Any) -> bool:
+        """A NOTIFY that overtook the final response to the app's SUBSCRIBE (RFC 6665 4.1.2.4).
+
+        It belongs to the dialog the SUBSCRIBE is creating: the dialog is made from the NOTIFY now,
+        and the NOTIFY is delivered in it right after the SUBSCRIBE's 2xx reaches the app (so the
+        app knows the dialog), or answered 481 if the SUBSCRIBE fails.
+        """
+        call_id, to_tag = msg.call_id, msg.to_tag
+        out = next((o for o in self.outgoing.values()
+                    if o.method == "SUBSCRIBE" and o.dialog is None and not o.final and o.dialog_id
+                    and o.request.call_id == call_id and o.request.from_tag == to_tag), None)
+        if out is None or out.conn.closed:
+            return False
+        if self.dialogs.get(out.dialog_id) is None:
+            route_set: list[str] = []
+            for line in msg.get_all("record-route"):
+                route_set += split_values(line)
+            req = out.request
+            self.dialogs.add(Dialog(
+                id=out.dialog_id, call_id=call_id or "", role="uac", kind="subscribe",
+                local_tag=req.from_tag or "", remote_tag=msg.from_tag or "",
+                local_party=req.get("from") or "", remote_party=msg.get("from") or "",
+                remote_target=self._contact_uri(msg) or (req.uri or ""), route_set=route_set,
+                local_contact=req.get("contact") or self.our_contact(out.target.transport),
+                transport=out.target.transport, owner=out.conn, local_cseq=out.cseq,
+                invite_txn_id=out.txn_id, invite_cseq=out.cseq, confirmed=False, source=source))
+        logger.info("NOTIFY before the final response to SUBSCRIBE %s: held for dialog %s",
+                    out.txn_id, out.dialog_id)
+        self._early_notifies.setdefault(out.dialog_id, []).append((stx, msg, source))
+        return True
+
+    def _release_early_notifies(self, out: Outgoing, ok: bool) -> None:
+        """After the SUBSCRIBE's final response went to the app: deliver (or 481) what was held."""
+        queued = self._early_notifies.pop(out.dialog_id, None)
+        if not queued:
+            return
+        dlg = self.dialogs.get(out.dialog_id)
+        for stx, msg, source in queued:
+            if ok and dlg is not None and not out.conn.closed:
+                self._deliver_in_dialog(stx, msg, source, dlg)
+            else:
+                self._reject(stx, msg, 481)
+
     def _forget_early_update(self, upd: Incoming) -> None:
         if self._early_updates.get(upd.txn_id) is upd:
             del self._early_updates[upd.txn_id]
@@ -1292,6 +1345,8 @@ class Core:
                     self.dialogs.remove(dlg)
         if out.conn.closed:
             logger.debug("response %d for %s: app connection gone, discarded", status, out.txn_id)
+            if method == "SUBSCRIBE" and dlg is None and status >= 200:
+                self._release_early_notifies(out, False)
             return
         src = getattr(out.ctx, "response_source", None)
         text = text_of(resp)
@@ -1309,8 +1364,10 @@ class Core:
             held_dlg = self.dialogs.get(frame_dialog) if frame_dialog else None
             if held_dlg is not None:
                 held_dlg.extra["held_out"] = out    # in-dialog requests queue behind (_send_sip_event)
-            return
-        out.conn.send(payload)
+        else:
+            out.conn.send(payload)
+        if method == "SUBSCRIBE" and dlg is None and status >= 200:
+            self._release_early_notifies(out, status in (200, 202))
 
     @staticmethod
     def _flush_held(out: Outgoing) -> None:
@@ -1383,7 +1440,10 @@ class Core:
         if mf is not None and mf.strip() == "0":
             inc.final = True
             self._drop_incoming(inc)
-            self._respond_safely(inc.stx, self._simple_response(inc.request, 483))
+            resp = self._simple_response(inc.request, 483)
+            self._respond_safely(inc.stx, resp)
+            if inc.method == "INVITE":
+                self._cdr("stop", "application", resp, "call-rejected")
             conn.reply(frame.msg_id, "NOK", ["Rejected with 483 Too Many Hops due to Max-Forwards value of 0"])
             return
         # the app hands the transaction over: it gets no more frames for it
@@ -1470,6 +1530,8 @@ class Core:
                 logger.warning("proxy: could not send to %s: %s", dest, err)
                 job.branches.remove(branch)
                 continue
+            if job.inc.method == "INVITE":
+                self._cdr("attempt", "application", getattr(branch.ctx, "request", None) or msg)
             if job.provisional_timeout and self.loop is not None:
                 branch.timer = self.loop.call_later(job.provisional_timeout,
                                                     self._proxy_provisional_timeout, job, branch)
@@ -1526,6 +1588,8 @@ class Core:
         branch.final = resp
         if branch.timer is not None:
             branch.timer.cancel()
+        if job.inc.method == "INVITE":
+            self._proxy_uac_cdr(resp)
         if job.done:
             return
         if job.full_response and not job.conn.closed and not (branch.abandoned and status == 487):
@@ -1542,7 +1606,7 @@ class Core:
                 contact = self._contact_uri(resp)
                 self._proxied_calls[resp.call_id] = (self._target(contact, branch.target.transport)
                                                      if contact else branch.target)
-            self._respond_safely(job.inc.stx, self._upstream(resp))
+            self._proxy_send_final(job, self._upstream(resp))
             for other in job.branches:
                 if other is not branch and other.final is None:
                     other.abandoned = True
@@ -1554,11 +1618,15 @@ class Core:
             return
         if not branch.abandoned or status != 487 or job.canceled:
             job.finals.append(resp)
-        if 300 <= status < 400 and job.follow_redirects:
-            for line in resp.get_all("contact"):
-                for c in split_values(line):
-                    m = re.search(r"<([^>]*)>", c)
-                    job.dests.append(m.group(1) if m else c.split(";")[0])
+        if 300 <= status < 400 and job.follow_redirects and not job.canceled:
+            # the Contacts are tried next, right after the redirecting target (drachtio-server order)
+            added = [m.group(1) if m else c.split(";")[0]
+                     for line in resp.get_all("contact") for c in split_values(line)
+                     for m in [re.search(r"<([^>]*)>", c)]]
+            job.dests[job.next_index:job.next_index] = added
+            if job.simultaneous:
+                for _ in added:
+                    self._proxy_next(job)
         if not job.simultaneous and not job.canceled and status < 600 and self._proxy_next(job):
             return
         self._proxy_maybe_finish(job)
@@ -1573,19 +1641,48 @@ class Core:
         job.done = True
         best = self._best_final(job.finals)
         if best is not None:
-            self._respond_safely(job.inc.stx, self._upstream(best))
+            self._proxy_send_final(job, self._upstream(best))
         else:
-            self._respond_safely(job.inc.stx, self._simple_response(job.inc.request, 408))
+            self._proxy_send_final(job, self._simple_response(job.inc.request, 408), generated=True)
         self._proxy_finish(job)
+
+    def _proxy_send_final(self, job: ProxyJob, resp: SipMessage, *, generated: bool = False) -> None:
+        """Send the proxy's final response upstream, with the CDR drachtio-server writes for it."""
+        self._respond_safely(job.inc.stx, resp)
+        if job.inc.method != "INVITE":
+            return
+        status = resp.status or 0
+        if generated:
+            self._cdr("stop", "application", resp, "call-rejected")
+        elif status == 200:
+            self._cdr("start", "application", resp, "proxy-uas")
+        elif status > 200:
+            self._cdr("stop", "application", resp, "call-canceled" if status == 487 else "call-rejected")
+
+    def _proxy_uac_cdr(self, resp: SipMessage) -> None:
+        """CDR for a final response a proxy branch received (drachtio-server: 200 only is a start)."""
+        status = resp.status or 0
+        if status == 200:
+            self._cdr("start", "network", resp, "proxy-uac")
+        else:
+            self._cdr("stop", "network", resp, "call-canceled" if status == 487 else "call-rejected")
 
     @staticmethod
     def _best_final(finals: list[SipMessage]) -> SipMessage | None:
-        if not finals:
-            return None
-        six = [f for f in finals if (f.status or 0) >= 600]
-        if six:
-            return six[0]
-        return min(finals, key=lambda f: (f.status == 503, f.status or 999))
+        """The failure to send upstream (RFC 3261 16.7.6 as drachtio-server ranks them): 6xx, then
+        401/407/415/420/484, other 4xx, 5xx, and 3xx last; the earliest of equal rank."""
+        def rank(f: SipMessage) -> int:
+            st = f.status or 0
+            if st >= 600:
+                return 0
+            if st in (401, 407, 415, 420, 484):
+                return 1
+            if 400 <= st < 500:
+                return 2
+            if 500 <= st < 600:
+                return 3
+            return 4
+        return min(finals, key=rank) if finals else None
 
     def _proxy_finish(self, job: ProxyJob) -> None:
         self._proxy_by_stx.pop(id(job.inc.stx), None)
@@ -1661,7 +1758,10 @@ class Core:
         out, target = fwd
         if msg.method == "BYE":
             self._proxied_calls.pop(msg.call_id or "", None)
-        self.stack.send_request(out, target, lambda resp, ctx: self._relay_upstream(stx, resp))
+            self._cdr("stop", "network", msg, "normal-release")
+        ctx = self.stack.send_request(out, target, lambda resp, ctx: self._relay_upstream(stx, resp))
+        if msg.method == "BYE":
+            self._cdr("stop", "application", getattr(ctx, "request", None) or out, "normal-release")
 
     def _relay_upstream(self, stx: Any, resp: SipMessage) -> None:
         if (resp.status or 0) <= 100:
