@@ -57,6 +57,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "getParsedHeader": "get_parsed_header",
         "callId": "call_id",
         "toJSON": "to_json",
+        "toString": "to_string",
     },
     "Response": {
         "statusCode": "status_code",
@@ -70,6 +71,11 @@ ALIASES: dict[str, dict[str, str]] = {
         "setHeader": "set_header",
         "removeHeader": "remove_header",
         "toJSON": "to_json",
+        "toString": "to_string",
+        "callingNumber": "calling_number",
+        "callingName": "calling_name",
+        "calledNumber": "called_number",
+        "canFormDialog": "can_form_dialog",
     },
 }
 

@@ -160,6 +160,19 @@ class Request(EventEmitter):
         return self.msg.raw
 
     @property
+    def status(self) -> int | None:
+        """None for a request (SipMessage field, for symmetry with Response)."""
+        return self.msg.status
+
+    @property
+    def reason(self) -> str | None:
+        return self.msg.reason
+
+    def to_string(self) -> str:
+        """The request serialised as SIP text (same as ``str(req)``)."""
+        return str(self.msg)
+
+    @property
     def calling_number(self) -> Any:
         return self.msg.calling_number
 

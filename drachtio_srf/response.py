@@ -155,22 +155,55 @@ class Response(EventEmitter):
     def raw(self) -> str | None:
         return self.msg.raw
 
+    @property
+    def method(self) -> str | None:
+        """None for a response (SipMessage field, for symmetry with Request)."""
+        return self.msg.method
+
+    @property
+    def uri(self) -> str | None:
+        return self.msg.uri
+
+    @property
+    def calling_number(self) -> Any:
+        return self.msg.calling_number
+
+    @property
+    def calling_name(self) -> Any:
+        return self.msg.calling_name
+
+    @property
+    def called_number(self) -> Any:
+        return self.msg.called_number
+
+    @property
+    def can_form_dialog(self) -> bool:
+        return self.msg.can_form_dialog
+
+    def to_string(self) -> str:
+        """The response serialised as SIP text (same as ``str(res)``)."""
+        return str(self.msg)
+
+    def __str__(self) -> str:
+        return str(self.msg)
+
     # -- sending ----------------------------------------------------------------------------
-    def send(self, status: int, reason: Any = None, opts: Any = None, callback: Any = None,
-             fn_ack: Any = None, *, headers: Mapping[str, Any] | None = None, body: str | None = None,
-             _on_echo: Callable[..., None] | None = None) -> Any:
-        """Send this response; returns a Future of the sent message when no callback is given."""
+    def send(self, status: int, *args: Any, reason: str | None = None, opts: Mapping[str, Any] | None = None,
+             callback: Any = None, fn_ack: Any = None, headers: Mapping[str, Any] | None = None,
+             body: str | None = None, _on_echo: Callable[..., None] | None = None) -> Any:
+        """Send this response; returns a Future of the sent message when no callback is given.
+
+        Positional arguments after ``status`` follow drachtio-srf (see the module docstring);
+        ``reason=``, ``opts=``, ``callback=``, ``fn_ack=`` may also be given as keywords.
+        """
         from .sip import STATUS_REASONS
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 699:
             raise ValueError(f"Response.send: status must be a SIP status code, got {status!r}")
-        # shift positional arguments left; callback=/fn_ack= given as keywords are kept
-        if callable(reason):                      # send(s, cb[, fn_ack])
-            reason, opts, callback, fn_ack = None, None, reason, opts if opts is not None else fn_ack
-        elif isinstance(reason, Mapping):         # send(s, opts[, cb[, fn_ack]])
-            reason, opts, callback, fn_ack = (None, reason, opts if opts is not None else callback,
-                                              callback if opts is not None else fn_ack)
-        elif callable(opts):                      # send(s, reason, cb[, fn_ack])
-            opts, callback, fn_ack = None, opts, callback if callback is not None else fn_ack
+        given = _positional_send_args(args)
+        reason = given["reason"] if given["reason"] is not None else reason
+        opts = given["opts"] if given["opts"] is not None else opts
+        callback = given["callback"] if given["callback"] is not None else callback
+        fn_ack = given["fn_ack"] if given["fn_ack"] is not None else fn_ack
         options = dict(opts or {})
         hdrs = dict(options.get("headers") or {})
         if headers:
@@ -224,3 +257,30 @@ class Response(EventEmitter):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+_SEND_SLOTS = ("reason", "opts", "callback", "fn_ack")
+
+
+def _positional_send_args(args: tuple[Any, ...]) -> dict[str, Any]:
+    """Place ``send``'s positional arguments in the slots reason, opts, callback, fn_ack.
+
+    Each argument goes to the first free slot (from the current one on) that takes its type: a
+    string is the reason, a mapping the opts, a callable the callback then fn_ack; None just
+    fills the current slot (``send(183, None, opts, None, fn_ack)``).
+    """
+    out: dict[str, Any] = dict.fromkeys(_SEND_SLOTS)
+    i = 0
+    for arg in args:
+        if arg is None:
+            i += 1
+            continue
+        kinds = ("reason",) if isinstance(arg, str) else ("opts",) if isinstance(arg, Mapping) else (
+            ("callback", "fn_ack") if callable(arg) else ())
+        while i < len(_SEND_SLOTS) and _SEND_SLOTS[i] not in kinds:
+            i += 1
+        if i >= len(_SEND_SLOTS):
+            raise TypeError(f"Response.send: unexpected argument {arg!r}")
+        out[_SEND_SLOTS[i]] = arg
+        i += 1
+    return out

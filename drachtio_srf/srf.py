@@ -314,10 +314,12 @@ class Srf(EventEmitter):
     def disconnect(self, socket: ServerConn | None = None) -> None:
         """Close the connection(s) and stop every thread the library started.
 
-        With ``socket`` (listen mode), only that server connection is closed.
+        With ``socket`` (listen mode), only that server connection is closed; the app keeps
+        listening.  The connection of client mode is the only one: closing it is a full
+        disconnect, with no reconnect (as drachtio-srf).
         """
         agent = self._agent
-        if socket is not None:
+        if socket is not None and socket.outbound:
             socket.conn.close()
             return
         agent.closing = True

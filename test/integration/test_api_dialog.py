@@ -166,8 +166,27 @@ def test_far_end_in_dialog_default_answers(srf, server, far_end, style):
     assert dialog.local.sdp == SDP
 
 
-@pytest.mark.parametrize("kind", ["bad-type"])
-def test_dialog_constructor_checks_type(srf, kind):
+def test_dialog_constructor_checks_type(srf):
     """Dialog(srf, type, opts) accepts only 'uas' and 'uac'."""
     with pytest.raises(ValueError, match="uas' or 'uac"):
         Dialog(srf, "proxy", {"req": None, "res": None})
+
+
+@pytest.mark.parametrize("no_ack", [True, False], ids=["no_ack", "auto-ack"])
+def test_create_uac_without_sdp_3pcc(srf, far_end, style, no_ack):
+    """create_uac without local_sdp sends an offerless INVITE.  With no_ack the result is
+    {sdp, res, ack(sdp)} and ack gives the Dialog with our answer; without it the library ACKs
+    with the offer black-holed (session-level a=recvonly) and gives the Dialog."""
+    sipp = far_end("api-uas-3pcc-invite.xml")
+    uri = f"sip:farend@{LOOPBACK}:{sipp.port}"
+    if not no_ack:
+        dialog = invoke(style, srf.create_uac, uri, opts={"headers": {"X-3pcc": "1"}}).result(WAIT)
+        assert "s=farend-3pcc-offer" in dialog.remote.sdp
+    else:
+        result = invoke(style, srf.create_uac, uri, opts={"no_ack": True}).result(WAIT)
+        assert "s=farend-3pcc-offer" in result.sdp and result.res.status == 200
+        dialog = invoke(style, result.ack, SDP_3PCC).result(WAIT)
+        assert dialog.local.sdp == SDP_3PCC
+    assert isinstance(dialog, Dialog) and srf.find_dialog_by_id(dialog.id) is dialog
+    invoke(style, dialog.destroy).result(WAIT)
+    sipp.expect_success()

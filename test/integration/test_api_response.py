@@ -69,7 +69,7 @@ def test_send_with_callback_and_fn_ack(srf, server, far_end, style):
     def on_invite(req, res):
         res.send(180)
         events.put(("after-180", (res.finished, res.status)))
-        fn_ack = lambda ack: events.put(("ack", ack))  # noqa: E731
+        fn_ack = lambda ack: events.put(("ack", ack))
         if style == "callback":
             res.send(200, opts, lambda err, msg: events.put(("sent", err or msg)), fn_ack)
         else:
