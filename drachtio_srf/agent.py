@@ -13,6 +13,10 @@ Dispatcher under a key that gives the ordering of DESIGN.md:
   handler's key so a handler blocked in ``.result()`` still hears about a CANCEL;
 * ``("txn", txn_id)`` - responses to a request sent outside any dialog.
 
+One exception, for the common call: an in-dialog ACK that would run no user code (its dialog's key
+is idle and nobody listens for ``ack``) is handled on the reader without a task
+(:meth:`Agent._ack_without_task`); when the key is busy it queues as usual.
+
 Rule 5 (a listener attached right after ``create_uas(...).result()`` sees the far end's first
 in-dialog request) is built from two pieces:
 
@@ -21,22 +25,31 @@ in-dialog request) is built from two pieces:
    queue.  With a callback, the callback is that queued task: listeners it attaches are in place
    before the next task of the key runs.
 2. With a Future, the reader resolves the Future at once (never through a queue: the waiting
-   thread may itself be a worker on that very key) and queues a *gate* task on the key.  The gate
-   holds the key's queue until the consumer is done attaching listeners: the thread that got the
-   value from ``result()`` releases it when the dispatched task it runs in returns, or when it
-   blocks again in any library Future, whichever comes first.  A consumer outside the library's
-   workers (e.g. the main thread) gets the same release on its next library wait and otherwise a
-   short window (``_OUTSIDE_WINDOW``); a consumer that keeps its task running for long without
-   waiting on the library releases it after ``_HOLD_MAX``.  A result nobody waits for holds the
-   key only ``_UNCLAIMED_WINDOW`` (or not at all when it has done-callbacks, which are queued on
-   the key ahead of the gate).  Hence ``result()`` returning, and the code after it up to the end
-   of the handler or the next library wait, happen-before any queued in-dialog event.
+   thread may itself be a worker on that very key) and puts a *hold* on the key
+   (:meth:`Dispatcher.hold`, behind whatever the key already has).  A held key's later tasks
+   queue without occupying any worker until the hold is released (:class:`_Hold`): by the
+   thread that got the value from ``result()``, when the dispatched task it runs in returns or
+   when it blocks again in any library Future, whichever comes first.  A consumer outside the
+   library's workers (e.g. the main thread) gets the same release on its next library wait and
+   otherwise after a short window (``_OUTSIDE_WINDOW``); a consumer that keeps its task running
+   for long without waiting on the library releases it after ``_HOLD_MAX``.  A result nobody
+   waits for holds the key only ``_UNCLAIMED_WINDOW`` (or not at all when it has done-callbacks,
+   which are queued on the key ahead of the hold).  The windows are timers on :class:`Timers`.
+   Hence ``result()`` returning, and the code after it up to the end of the handler or the next
+   library wait, happen-before any queued in-dialog event (the release and the dispatch of the
+   next task go through the dispatcher's lock).
+
+A result made on the dialog's own key (the B2BUA answers A from a task on A's key, when A's ACK
+may already be queued behind it) uses :meth:`Outcome.succeed_here`: the callback runs inline, or
+the key is held from the end of the current task (``hold(key, first=True)``) with the same
+release rules; done-callbacks then run on a key of their own and release the hold when done.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +58,10 @@ from .dispatch import Completion, Dispatcher, DrachtioFuture, Timers
 from .errors import ConnectionLostError, DrachtioError, NotConnectedError
 from .request import Request
 from .response import Response
-from .sip import SipMessage, SipParseError
+from .sip import SipMessage, SipParseError, reason_phrase
 
 if TYPE_CHECKING:
+    from .dispatch import HoldHandle, TimerHandle
     from .srf import Srf
     from .transport import Connection
 
@@ -56,11 +70,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["Agent", "GatedFuture", "Outcome", "ServerConn", "dialog_key"]
 
 COMMAND_TIMEOUT = 60.0     # longest wait for the server's reply to one command
-_HOLD_MAX = 1.0            # gate: longest a worker consumer holds a dialog's events
-_OUTSIDE_WINDOW = 0.5      # gate: window for a consumer that is not a library worker
-_UNCLAIMED_WINDOW = 0.3    # gate: wait for a consumer when nobody was waiting on the result
+_HOLD_MAX = 1.0            # rule 5: longest a worker consumer holds a dialog's events
+_OUTSIDE_WINDOW = 0.5      # rule 5: window for a consumer that is not a library worker
+_UNCLAIMED_WINDOW = 0.3    # rule 5: wait for a consumer when nobody was waiting on the result
 
 _local = threading.local()
+_claim_lock = threading.Lock()     # Outcome: first succeed/fail wins (short sections)
+_monotonic = time.monotonic
 
 
 def dialog_key(dialog_id: str) -> tuple[str, str]:
@@ -69,7 +85,7 @@ def dialog_key(dialog_id: str) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- rule 5 machinery
 
-def _held() -> list[_Gate]:
+def _held() -> list[_Hold]:
     held = getattr(_local, "held", None)
     if held is None:
         held = _local.held = []
@@ -77,16 +93,16 @@ def _held() -> list[_Gate]:
 
 
 def _release_held() -> None:
-    """This thread is about to block in the library (or its task ended): open its gates."""
+    """This thread is about to block in the library (or its task ended): release its holds."""
     held = getattr(_local, "held", None)
     if held:
-        for gate in held:
-            gate.released.set()
+        for hold in held:
+            hold.release()
         held.clear()
 
 
 def run_task(fn: Callable[..., Any], *args: Any) -> None:
-    """Run user code as one dispatched task; when it returns, release the gates it holds."""
+    """Run user code as one dispatched task; when it returns, release the holds it took."""
     outer = getattr(_local, "in_task", False)
     _local.in_task = True
     try:
@@ -99,48 +115,106 @@ def run_task(fn: Callable[..., Any], *args: Any) -> None:
             _release_held()
 
 
-class _Gate:
-    """Holds a key's queue until the consumer of a Future's result has attached its listeners."""
+class _Hold:
+    """Keeps a key held (:meth:`Dispatcher.hold`) until the consumer of a Future's result has
+    attached its listeners, or a window (see the module docstring) has passed.
 
-    __slots__ = ("fut", "in_task", "released", "retrieved")
+    Everything here is short and non-blocking; :meth:`release` may run on any thread.
+    """
 
-    def __init__(self, fut: GatedFuture) -> None:
-        self.fut = fut
-        self.retrieved = threading.Event()
-        self.released = threading.Event()
+    __slots__ = ("_lock", "agent", "fut", "handle", "in_task", "released", "retrieved_at", "timer")
+
+    def __init__(self, agent: Agent, fut: GatedFuture) -> None:
+        self.agent = agent
+        self.fut: GatedFuture | None = fut
+        self.handle: HoldHandle | None = None
+        self.timer: TimerHandle | None = None
+        self.retrieved_at: float | None = None
         self.in_task = False
+        self.released = False
+        self._lock = threading.Lock()
 
     def taken(self) -> None:
         """Called on the consumer's thread right after ``result()`` returned the value."""
         self.in_task = bool(getattr(_local, "in_task", False))
-        _held().append(self)
-        self.retrieved.set()
+        now = self.retrieved_at = _monotonic()
+        held = _held()
+        if len(held) >= 8:      # a consumer that never waits again: drop the spent ones
+            held[:] = [h for h in held if not h.released]
+        held.append(self)
+        if not self.in_task:
+            # a consumer outside the workers gets a shorter window than the limit running now
+            with self._lock:
+                timer = self.timer
+                if timer is not None and not self.released and timer.when > now + _OUTSIDE_WINDOW:
+                    timer.cancel()
+                    self.timer = self.agent.timers.call_later(_OUTSIDE_WINDOW, self._on_timer)
 
-    def hold(self) -> None:
-        """The gate task itself (runs on the key's worker)."""
+    def _window(self) -> float:
+        return _HOLD_MAX if self.in_task else _OUTSIDE_WINDOW
+
+    def start(self, handle: HoldHandle, *, callbacks_first: bool = True) -> None:
+        """Attach the dispatcher hold (after the result was set) and start its time limit.
+
+        ``callbacks_first``: done-callbacks run on the held key ahead of the hold, so having
+        some means no wait; otherwise they release the hold themselves within ``_HOLD_MAX``."""
         fut = self.fut
-        if not self.retrieved.is_set():
-            if fut.waiters > 0:
-                self.retrieved.wait(_HOLD_MAX)
-            elif fut.has_done_callbacks:
+        with self._lock:
+            if not self.released:
+                self.handle = handle
+                if self.retrieved_at is not None:
+                    delay = self.retrieved_at + self._window() - _monotonic()
+                elif fut is not None and fut.waiters > 0:
+                    delay = _HOLD_MAX
+                elif fut is not None and fut.has_done_callbacks:
+                    # the done-callbacks are the consumer
+                    delay = 0.0 if callbacks_first else _HOLD_MAX
+                else:
+                    delay = _UNCLAIMED_WINDOW
+                if delay > 0:
+                    self.timer = self.agent.timers.call_later(delay, self._on_timer)
+                    if not self.timer.cancelled:
+                        return
+        self.release()
+        handle.release()
+
+    def _on_timer(self) -> None:
+        """Timer thread: release, unless the consumer took the value late and is in its window."""
+        with self._lock:
+            if self.released:
                 return
-            else:
-                self.retrieved.wait(_UNCLAIMED_WINDOW)
-            if not self.retrieved.is_set():
+            self.timer = None
+            if self.retrieved_at is not None:
+                remaining = self.retrieved_at + self._window() - _monotonic()
+                if remaining > 0.001:
+                    self.timer = self.agent.timers.call_later(remaining, self._on_timer)
+                    if not self.timer.cancelled:
+                        return
+        logger.debug("hold on %r released by its time limit", self.handle)
+        self.release()
+
+    def release(self) -> None:
+        """Let the held key run (idempotent, any thread)."""
+        with self._lock:
+            if self.released:
                 return
-        if not self.released.wait(_HOLD_MAX if self.in_task else _OUTSIDE_WINDOW):
-            logger.debug("gate on %r opened by its time limit", fut)
+            self.released = True
+            handle, timer = self.handle, self.timer
+            self.handle = self.timer = self.fut = None
+        if timer is not None:
+            timer.cancel()
+        if handle is not None:
+            handle.release()
 
 
 class GatedFuture(DrachtioFuture):
-    """A DrachtioFuture that knows who took its result (for the rule-5 gate)."""
+    """A DrachtioFuture that knows who took its result (for the rule-5 hold)."""
 
     def __init__(self, dispatcher: Dispatcher | None = None, key: Hashable | None = None) -> None:
         super().__init__(dispatcher, key)
-        self.gate: _Gate | None = None
+        self.gate: _Hold | None = None
         self.waiters = 0
         self.has_done_callbacks = False
-        self._count_lock = threading.Lock()
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         self.has_done_callbacks = True
@@ -148,15 +222,16 @@ class GatedFuture(DrachtioFuture):
 
     def result(self, timeout: float | None = None) -> Any:
         _release_held()
-        with self._count_lock:
+        with self._condition:       # (the Future's own lock counts the waiters)
             self.waiters += 1
         try:
             value = super().result(timeout)
         finally:
-            with self._count_lock:
+            with self._condition:
                 self.waiters -= 1
         gate = self.gate
-        if gate is not None and not gate.retrieved.is_set():
+        if gate is not None:
+            self.gate = None        # only the first consumer holds the key
             gate.taken()
         return value
 
@@ -177,7 +252,6 @@ class Outcome:
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._agent = agent
         self._callback = callback
-        self._lock = threading.Lock()
         self._done = False
         self._completion: Completion | None = None
         if callback is None:
@@ -192,39 +266,81 @@ class Outcome:
     def done(self) -> bool:
         return self._done
 
+    @property
+    def abandoned(self) -> bool:
+        """The user cancelled the Future: nobody wants the result any more."""
+        fut = self.future
+        return fut is not None and fut.cancelled()
+
     def returned(self, value_with_callback: Any = None) -> Any:
         return self.future if self._completion is not None else value_with_callback
 
     def _claim(self) -> bool:
-        with self._lock:
+        with _claim_lock:
             if self._done:
                 return False
             self._done = True
             return True
 
     def succeed(self, *results: Any, key: Hashable | None = None, gate: bool = False) -> None:
+        """Report success; a callback runs on ``key``.  With ``gate`` (rule 5) a Future's consumer
+        gets ``key`` held until it has attached its listeners (see the module docstring)."""
         if not self._claim():
             return
         if self._callback is not None:
-            Completion(self._agent.dispatcher, functools.partial(run_task, self._callback), key).succeed(*results)
+            self._agent.dispatcher.submit(key, run_task, self._callback, None, *results)
             return
         assert self._completion is not None
         fut = self.future
         assert fut is not None
         if gate and key is not None:
-            g = _Gate(fut)
-            fut.gate = g
-            fut._key = key          # done-callbacks run on the key, ahead of the gate
+            hold = _Hold(self._agent, fut)
+            fut.gate = hold
+            fut._key = key          # done-callbacks run on the key, ahead of the hold
             self._completion.succeed(*results)
-            self._agent.dispatcher.submit(key, g.hold)
+            if fut.cancelled():
+                hold.release()
+                return
+            hold.start(self._agent.dispatcher.hold(key))
         else:
             self._completion.succeed(*results)
+
+    def succeed_here(self, *results: Any, key: Hashable) -> None:
+        """Report success from inside the task now running on ``key`` (rule 5 for results made
+        on a dialog's own key, e.g. the B2BUA's): a callback runs inline, in this task; a Future
+        resolves and ``key`` is held from the end of this task until the consumer has attached
+        its listeners, so events already queued on ``key`` wait for it too.  Never blocks."""
+        if not self._claim():
+            return
+        if self._callback is not None:
+            try:
+                self._callback(None, *results)
+            except Exception:
+                logger.exception("user code %r raised", self._callback)
+            return
+        assert self._completion is not None
+        fut = self.future
+        assert fut is not None
+        hold = _Hold(self._agent, fut)
+        fut.gate = hold
+        handle = self._agent.dispatcher.hold(key, first=True)
+        callbacks = fut.has_done_callbacks
+        if callbacks:
+            fut._key = ("done", id(fut))    # serial, and off the held key
+        self._completion.succeed(*results)
+        if fut.cancelled():
+            hold.release()
+            handle.release()
+            return
+        if callbacks:
+            fut.add_done_callback(lambda _f: hold.release())    # after the user's callbacks
+        hold.start(handle, callbacks_first=False)
 
     def fail(self, err: BaseException, key: Hashable | None = None) -> None:
         if not self._claim():
             return
         if self._callback is not None:
-            Completion(self._agent.dispatcher, functools.partial(run_task, self._callback), key).fail(err)
+            self._agent.dispatcher.submit(key, run_task, self._callback, err)
             return
         assert self._completion is not None
         self._completion.fail(err)
@@ -233,11 +349,12 @@ class Outcome:
 # --------------------------------------------------------------------------- connection state
 
 class _Pending:
-    __slots__ = ("handler", "keep", "timer")
+    __slots__ = ("deadline", "handler")
 
-    def __init__(self, handler: Callable[[wire.Frame | None, BaseException | None], None]) -> None:
+    def __init__(self, handler: Callable[[wire.Frame | None, BaseException | None], None],
+                 deadline: float | None) -> None:
         self.handler = handler
-        self.timer: Any = None
+        self.deadline = deadline      # monotonic time the reply is due by (None: no limit)
 
 
 class ServerConn:
@@ -257,6 +374,8 @@ class ServerConn:
         self.server_version: str | None = None
         self.local_hostports: str | None = None
         self.ping_timer: Any = None
+        self.sweep_timer: Any = None      # one timer per connection for all command timeouts
+        self.sweep_at: float | None = None
         self.closed = False
 
     @property
@@ -403,6 +522,8 @@ class Agent:
         sc.closed = True
         if sc.ping_timer is not None:
             sc.ping_timer.cancel()
+        if sc.sweep_timer is not None:
+            sc.sweep_timer.cancel()
         with self.lock:
             if sc in self.conns:
                 self.conns.remove(sc)
@@ -418,8 +539,6 @@ class Agent:
         if err is not None:
             lost.__cause__ = err
         for p in pending:
-            if p.timer is not None:
-                p.timer.cancel()
             self._safe(p.handler, None, lost)
         for req in sent:
             for hook in list(req._hooks):
@@ -441,27 +560,52 @@ class Agent:
         """Send one command; ``handler(frame, None)`` on each reply, ``handler(None, err)`` on
         timeout or loss.  A send failure raises (nothing is left registered)."""
         msg_id = wire.new_id()
-        p = _Pending(handler)
+        deadline = _monotonic() + timeout if timeout else None
+        p = _Pending(handler, deadline)
         with sc.lock:
             if sc.closed:
                 raise NotConnectedError("connection to drachtio server is closed")
             sc.pending[msg_id] = p
-        if timeout:
-            p.timer = self.timers.call_later(timeout, self._command_timeout, sc, msg_id)
+            if deadline is not None and (sc.sweep_at is None or deadline < sc.sweep_at):
+                self._schedule_sweep(sc, deadline)
         try:
             sc.conn.send(build(msg_id))
         except BaseException:
             with sc.lock:
                 sc.pending.pop(msg_id, None)
-            if p.timer is not None:
-                p.timer.cancel()
             raise
         return msg_id
 
-    def _command_timeout(self, sc: ServerConn, msg_id: str) -> None:
+    def _schedule_sweep(self, sc: ServerConn, when: float) -> None:
+        """(sc.lock held) Look for overdue commands at ``when``: one timer covers them all, so a
+        command costs no timer of its own (most replies come within milliseconds)."""
+        if sc.sweep_timer is not None:
+            sc.sweep_timer.cancel()
+        sc.sweep_at = when
+        sc.sweep_timer = self.timers.call_later(max(0.0, when - _monotonic()), self._sweep, sc)
+
+    def _sweep(self, sc: ServerConn) -> None:
+        """Timer thread: fail the commands whose reply is overdue; plan the next look."""
+        now = _monotonic()
+        overdue: list[_Pending] = []
         with sc.lock:
-            p = sc.pending.pop(msg_id, None)
-        if p is not None:
+            sc.sweep_timer = None
+            sc.sweep_at = None
+            if sc.closed:
+                return
+            nxt: float | None = None
+            for msg_id, p in list(sc.pending.items()):
+                due = p.deadline
+                if due is None:
+                    continue
+                if due <= now:
+                    del sc.pending[msg_id]
+                    overdue.append(p)
+                elif nxt is None or due < nxt:
+                    nxt = due
+            if nxt is not None:
+                self._schedule_sweep(sc, nxt)
+        for p in overdue:
             self._safe(p.handler, None, DrachtioError(f"no reply from drachtio server within {COMMAND_TIMEOUT}s"))
 
     def _send_route(self, sc: ServerConn, verb: str) -> None:
@@ -532,8 +676,6 @@ class Agent:
         if p is None:
             logger.debug("reply to unknown msgId %s", msg_id)
             return
-        if p.timer is not None and not keep:
-            p.timer.cancel()
         p.handler(f, None)
 
     def _on_cdr(self, f: wire.Frame) -> None:
@@ -606,6 +748,8 @@ class Agent:
                 fn_ack = sc.ack_waiters.pop(meta.dialog_id, None)
             if fn_ack is not None:
                 self.submit(key, fn_ack, req)
+            elif method == "ACK" and self._ack_without_task(req, key):
+                return
         elif method == "UPDATE":
             with sc.lock:
                 invite = sc.invites.get(call_id)
@@ -623,6 +767,16 @@ class Agent:
                 self.emit_on(pending_uac._key, pending_uac, "update", req, res)
                 return
         self.submit(key, self.srf._handle_request, req, res)
+
+    def _ack_without_task(self, req: Request, key: Hashable) -> bool:
+        """Handle an in-dialog ACK here on the reader when that runs no user code: the dialog's
+        key has nothing queued or running (so nothing that could still attach an ``ack``
+        listener is pending, e.g. a create_uas completion or a rule-5 hold) and nobody listens
+        for ``ack``.  Saves a worker hand-off per call; False means: dispatch as usual."""
+        if not self.dispatcher.idle(key):
+            return False
+        dialog = self.srf.find_dialog_by_id(req.stack_dialog_id or "")
+        return dialog is not None and dialog._take_ack(req)
 
     def _on_response(self, sc: ServerConn, msg: SipMessage, meta: wire.SipMeta) -> None:
         with sc.lock:
@@ -771,51 +925,72 @@ class Agent:
         req = res.req
         assert req is not None
         sc = res._conn or req._conn
-        out = self.outcome(callback)
+        # Library-internal sends report through on_echo and return nothing: no Future is made.
+        out = self.outcome(callback) if callback is not None or on_echo is None else None
         if sc is None or sc.closed:
-            out.fail(NotConnectedError("drachtio-agent: connection closed, response not sent"))
+            err = NotConnectedError("drachtio-agent: connection closed, response not sent")
+            if out is None:
+                on_echo(err, None)      # type: ignore[misc]
+                return None
+            out.fail(err)
             return out.returned()
-        msg = build_message({"status": res.msg.status, "reason": res.msg.reason},
-                            res.msg.header_lines(), headers, body)
-        text = str(msg)
-        status = res.msg.status or 0
+        status = res.status or 0
+        if res._msg is not None:
+            text = str(build_message({"status": res.msg.status, "reason": res.msg.reason},
+                                     res.msg.header_lines(), headers, body))
+        elif headers:
+            # the app never touched this response's headers: build it from the request
+            base = [(name, value) for name in _FROM_REQUEST if (value := req.get(name)) is not None]
+            text = str(build_message({"status": status, "reason": res.reason}, base, headers, body))
+        else:
+            text = response_text(status, res.reason, req, body)
         if status >= 200 and req.method == "INVITE":
+            call_id = req.call_id or ""
             with sc.lock:
-                if sc.invites.get(req.call_id or "") is req:
-                    del sc.invites[req.call_id or ""]
+                if sc.invites.get(call_id) is req:
+                    del sc.invites[call_id]
+        txn_id = req.stack_txn_id or ""
+
+        # nobody will look at the message as sent: do not parse the echo
+        wants_sent = out is not None or on_echo is not ignore_echo or fn_ack is not None
 
         def on_reply(f: wire.Frame | None, err: BaseException | None) -> None:
             if f is None or not f.ok:
                 problem = err or DrachtioError(f.field(4) if f is not None else "response not sent")
                 if on_echo is not None:
                     on_echo(problem, None)
-                out.fail(problem)
+                if out is not None:
+                    out.fail(problem)
                 return
             try:
-                sent = SipMessage(f.sip or "")
+                sent = SipMessage(f.sip or "") if wants_sent else None
                 meta = wire.SipMeta.from_echo(f)
             except (SipParseError, wire.WireProtocolError) as exc:
                 if on_echo is not None:
                     on_echo(exc, None)
-                out.fail(exc)
+                if out is not None:
+                    out.fail(exc)
                 return
             res.meta = meta
-            if fn_ack is not None and (sent.has("RSeq") or status == 200) and meta.dialog_id:
+            if fn_ack is not None and (status == 200 or sent.has("RSeq")) and meta.dialog_id:  # type: ignore[union-attr]
                 with sc.lock:
                     sc.ack_waiters[meta.dialog_id] = fn_ack
             if on_echo is not None:
                 on_echo(None, sent)
-            out.succeed(sent, key=dialog_key(meta.dialog_id) if meta.dialog_id else req._key)
+            if out is not None:
+                out.succeed(sent, key=dialog_key(meta.dialog_id) if meta.dialog_id else req._key)
 
         try:
-            self.command(sc, lambda mid: wire.sip_response(mid, req.stack_txn_id or "", text), on_reply)
+            self.command(sc, lambda mid: wire.sip_response(mid, txn_id, text), on_reply)
         except DrachtioError as err:
             if on_echo is not None:
                 on_echo(err, None)
-            out.fail(err)
-        if status >= 200:
+            if out is not None:
+                out.fail(err)
+        if status >= 200 and res._events.get("finish"):
+            # (a listener attached after send() may miss it, as it could before on another key)
             self.emit_on(req._key, res, "finish")
-        return out.returned()
+        return out.returned() if out is not None else None
 
     # -- proxy ------------------------------------------------------------------------------------
     def proxy(self, req: Request, opts: Mapping[str, Any], callback: Any) -> Any:
@@ -877,6 +1052,38 @@ class Agent:
 
 def _noop(*_args: Any, **_kwargs: Any) -> None:
     return None
+
+
+def ignore_echo(err: BaseException | None, _sent: Any) -> None:
+    """``on_echo`` for library sends whose outcome nobody needs (no Future is made for them)."""
+    if err is not None:
+        logger.debug("response not sent: %s", err)
+
+
+_FROM_REQUEST = ("Call-ID", "CSeq", "From", "To")   # what a response copies from its request
+_head_names: list[str] = []                          # how the parser writes those names
+
+
+def response_text(status: int, reason: str | None, req: Request, body: str | None) -> str:
+    """The text ``build_message`` makes for a response with only the request's Call-ID, CSeq,
+    From and To headers (and a body), written directly: the usual answer needs no SipMessage.
+    """
+    names = _head_names
+    if not names:
+        sample = str(build_message({"status": 200, "reason": "OK"}, [(n, "v") for n in _FROM_REQUEST],
+                                   None, None)).split("\r\n")
+        names.extend(line[:-3] for line in sample[1:1 + len(_FROM_REQUEST)])
+    parts = [f"SIP/2.0 {status} {reason if reason is not None else reason_phrase(status)}"]
+    get = req.msg.get
+    for name, written in zip(_FROM_REQUEST, names):
+        value = get(name)
+        if value is not None:
+            parts.append(f"{written}: {value}")
+    body = body or ""
+    size = len(body) if body.isascii() else len(body.encode("utf-8", "surrogateescape"))
+    parts.append(f"Content-Length: {size}\r\n")
+    parts.append(body)
+    return "\r\n".join(parts)
 
 
 def _duration(value: Any) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import sdp as sdp_edit
-from .agent import _HOLD_MAX, GatedFuture, _Gate, dialog_key
+from .agent import dialog_key
 from .errors import DrachtioError, SipError
 from .names import normalize_opts
 from .sip import AttrDict
@@ -116,75 +116,28 @@ def _resolve(value: Any) -> Any:
 # --------------------------------------------------------------------------- result delivery
 
 class _Delivery:
-    """The B2BUA's outcome, by callback or Future.
+    """The B2BUA's outcome, by callback or Future (an :class:`~drachtio_srf.agent.Outcome`).
 
-    Success is delivered *on the current task* (the A dialog's key): the callback runs inline, or
-    the Future resolves and its rule-5 gate holds the key inline, so that A's ACK and later
-    requests wait until the consumer has attached its listeners.
+    Success is delivered *on the current task* (the A dialog's key) with
+    :meth:`Outcome.succeed_here`: the callback runs inline, or the Future resolves and A's key
+    stays held after this task until the consumer has attached its listeners, so that A's ACK
+    and later requests wait for them (without tying up a worker).
     """
 
     def __init__(self, srf: Srf, callback: Callable[..., Any] | None) -> None:
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        self.agent = srf._agent
-        self.callback = callback
-        self.future: GatedFuture | None = GatedFuture(self.agent.dispatcher) if callback is None else None
-        self._lock = threading.Lock()
-        self._done = False
-
-    def _claim(self) -> bool:
-        with self._lock:
-            if self._done:
-                return False
-            self._done = True
-            return True
+        self.out = srf._agent.outcome(callback)
+        self.future = self.out.future
 
     @property
     def abandoned(self) -> bool:
         """The user cancelled the Future: nobody wants the dialogs any more."""
-        return self.future is not None and self.future.cancelled()
+        return self.out.abandoned
 
     def fail(self, err: BaseException) -> None:
-        if not self._claim():
-            return
-        if self.callback is not None:
-            self.agent.submit(None, self.callback, err)
-            return
-        assert self.future is not None
-        try:
-            self.future.set_exception(err)
-        except concurrent.futures.InvalidStateError:
-            logger.debug("b2bua future was cancelled before it failed")
+        self.out.fail(err)
 
-    def succeed_here(self, value: Any) -> None:
-        if not self._claim():
-            return
-        if self.callback is not None:
-            _call_user(self.callback, None, value)
-            return
-        fut = self.future
-        assert fut is not None
-        if fut.has_done_callbacks:
-            # done-callbacks run serially on their own key; hold this key until they finished
-            fut._key = ("b2bua", id(self))
-            finished = threading.Event()
-            fut.add_done_callback(lambda _f: finished.set())
-            if self._set_result(fut, value):
-                finished.wait(_HOLD_MAX)
-            return
-        gate = _Gate(fut)
-        fut.gate = gate
-        if self._set_result(fut, value):
-            gate.hold()
-
-    @staticmethod
-    def _set_result(fut: GatedFuture, value: Any) -> bool:
-        try:
-            fut.set_result(value)
-            return True
-        except concurrent.futures.InvalidStateError:
-            logger.debug("b2bua future was cancelled before its result arrived")
-            return False
+    def succeed_here(self, value: Any, key: Any) -> None:
+        self.out.succeed_here(value, key=key)
 
 
 # --------------------------------------------------------------------------- the B2BUA
@@ -452,7 +405,7 @@ class _B2BUA:
             self.srf._agent.submit(dialog_key(uas.id), setattr, uac, "queue_requests", False)
         uas.once("ack", release)
         uas.once("destroy", release)
-        self.out.succeed_here(AttrDict(uas=uas, uac=uac))
+        self.out.succeed_here(AttrDict(uas=uas, uac=uac), dialog_key(uas.id))
 
     def _on_a_ack_3pcc(self, uas: Dialog, result: Any, ack: Request) -> None:
         """Late offer: A's ACK carries A's answer; ACK B with it (through local_sdp_b)."""
@@ -468,7 +421,7 @@ class _B2BUA:
             return
         uas.other = uac
         uac.other = uas
-        self.out.succeed_here(AttrDict(uas=uas, uac=uac))
+        self.out.succeed_here(AttrDict(uas=uas, uac=uac), dialog_key(uas.id))
 
 
 # --------------------------------------------------------------------------- entry point

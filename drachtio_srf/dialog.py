@@ -7,21 +7,20 @@ listener the dialog answers them itself (API-DETAILS B2).  Outgoing re-INVITEs a
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pyee import EventEmitter
-
 from . import sdp as sdp_edit
-from .agent import dialog_key
+from .agent import dialog_key, ignore_echo
+from .emitter import Emitter
 from .errors import DrachtioError, SipError
 from .models import SipEndpointInfo, SipInfo
 from .names import install_aliases, normalize_opts
-from .sip import parse_uri
+from .sip import SipMessage, parse_uri
 
 if TYPE_CHECKING:
     from .request import Request
@@ -36,6 +35,7 @@ SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", 
                "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")
 
 _REASON_TEXT = re.compile(r'text="([^"]*)"')
+_modify_lock = threading.Lock()    # guards every dialog's re-INVITE queue (short sections)
 
 
 def _first_contact_uri(msg: Any) -> str | None:
@@ -48,6 +48,15 @@ def _first_contact_uri(msg: Any) -> str | None:
     return None
 
 
+def _contact_uri(contact: str | None) -> str | None:
+    """The URI of the first entry of a Contact header value (as ``_first_contact_uri``)."""
+    if contact is None:
+        return None
+    msg = SipMessage()
+    msg.add("Contact", contact)
+    return _first_contact_uri(msg)
+
+
 def _split_args(opts: Any, callback: Any) -> tuple[dict[str, Any], Any]:
     if callable(opts) and callback is None:
         return {}, opts
@@ -55,7 +64,7 @@ def _split_args(opts: Any, callback: Any) -> tuple[dict[str, Any], Any]:
 
 
 @install_aliases
-class Dialog(EventEmitter):
+class Dialog(Emitter):
     """A SIP dialog.  Events: destroy, modify, refresh, hold, unhold, info, notify, options,
     message, publish, refer, update, subscribe, unsubscribe, ack."""
 
@@ -75,17 +84,21 @@ class Dialog(EventEmitter):
         self.subscriptions: list[str] = []
         self._queue_requests = False
         self.queued_requests: list[tuple[Any, Any]] = []
-        self._lock = threading.Lock()
         self._modify_busy = False
-        self._modify_waiting: deque[Callable[[BaseException | None], None]] = deque()
+        self._modify_waiting: list[Callable[[BaseException | None], None]] = []
         sent = opts.get("sent")
-        call_id = self.res.get("Call-ID") or self.req.get("Call-ID") or ""
+        # (a UAS response's Call-ID is the request's: reading it from what was sent spares
+        # building the Response's own SipMessage)
+        call_id = ((sent.call_id if type == "uas" and sent is not None else self.res.get("Call-ID"))
+                   or self.req.get("Call-ID") or "")
         if type == "uas":
             if sent is None:
                 raise ValueError("a UAS dialog needs the response that was sent")
             self.sip = SipInfo(call_id=call_id, local_tag=sent.to_tag, remote_tag=self.req.msg.from_tag)
-            self.local = SipEndpointInfo(uri=_first_contact_uri(sent), sdp=sent.body or None,
-                                         contact=sent.get("Contact"))
+            # our Contact (the server wrote it) is parsed only if someone reads local.uri
+            contact = sent.get("Contact")
+            self.local = SipEndpointInfo._lazy(functools.partial(_contact_uri, contact),
+                                               sent.body or None, contact)
             self.remote = SipEndpointInfo(uri=_first_contact_uri(self.req.msg), sdp=self.req.body or None)
         else:
             # local.uri is our own Contact URI (drachtio-srf reports the remote request-URI: #175)
@@ -163,7 +176,7 @@ class Dialog(EventEmitter):
         self.connected = False
         self.queued_requests = []
         self.srf.remove_dialog(self)
-        with self._lock:
+        with _modify_lock:
             waiting = list(self._modify_waiting)
             self._modify_waiting.clear()
         for admit in waiting:
@@ -236,8 +249,8 @@ class Dialog(EventEmitter):
             return out.returned(self)
 
         def release() -> None:
-            with self._lock:
-                nxt = self._modify_waiting.popleft() if self._modify_waiting else None
+            with _modify_lock:
+                nxt = self._modify_waiting.pop(0) if self._modify_waiting else None
                 if nxt is None:
                     self._modify_busy = False
             if nxt is not None:
@@ -318,7 +331,7 @@ class Dialog(EventEmitter):
                 out.fail(exc)
                 release()
 
-        with self._lock:
+        with _modify_lock:
             busy = self._modify_busy
             if busy:
                 self._modify_waiting.append(start)
@@ -395,7 +408,7 @@ class Dialog(EventEmitter):
                 m = _REASON_TEXT.search(text)
                 reason = m.group(1) if m else text
             self._ended()
-            res.send(200)
+            res.send(200, _on_echo=ignore_echo)
             self.emit("destroy", req, reason)
             self.remove_all_listeners()
         elif method == "INVITE":
@@ -444,6 +457,15 @@ class Dialog(EventEmitter):
         else:
             logger.warning("dialog %s: %s not allowed inside a dialog", self.id, method)
             res.send(501)
+
+    def _take_ack(self, req: Request) -> bool:
+        """The ACK branch of :meth:`handle` when it runs no user code (nobody listens for
+        ``ack``, no requests being queued): done on the caller's thread.  False: not taken."""
+        if self._queue_requests or self._events.get("ack"):
+            return False
+        if req.body and not self.remote.sdp:
+            self.remote.sdp = req.body        # late offer answered in the ACK (drachtio-srf #241)
+        return True
 
     def _handle_reinvite(self, req: Request, res: Response) -> None:
         new = req.body or ""

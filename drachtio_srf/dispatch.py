@@ -2,7 +2,8 @@
 
 * :class:`Dispatcher` - a worker pool that runs all user code (handlers, callbacks, listeners),
   serially per key (a dialog id, a transaction id) and in parallel across keys. It grows on demand
-  because user code may block, and idle workers exit after a few seconds.
+  because user code may block, and idle workers exit after a few seconds. A key can be *held*
+  (:meth:`Dispatcher.hold`): its later tasks wait, without occupying a worker, until released.
 * :class:`Timers` - one thread running short, library-only delayed calls (timeouts, pings).
 * :class:`DrachtioFuture` - a ``concurrent.futures.Future`` whose done-callbacks run on the
   dispatcher, never on the reader or timer thread that resolved it.
@@ -27,7 +28,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Completion", "Dispatcher", "DrachtioFuture", "TimerHandle", "Timers"]
+__all__ = ["Completion", "Dispatcher", "DrachtioFuture", "HoldHandle", "TimerHandle", "Timers"]
 
 # A ready item: (key, fn, args, kwargs). _STOP tells a worker to exit.
 _Item = tuple[Any, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -42,6 +43,10 @@ class Dispatcher:
     * ``_keys`` maps a key that has a task queued or running to a deque of its *later* tasks;
       a key is absent when nothing for it is in flight. When a keyed task finishes, the next one
       for that key (if any) goes to the ready queue, which keeps per-key order and fairness.
+    * a :class:`HoldHandle` sits in a key's deque like a task.  When it reaches the head while
+      unreleased the key is *parked*: it stays in ``_keys``, nothing for it is on the ready queue or
+      running, and no worker waits for it; :meth:`HoldHandle.release` dispatches what follows.
+      A released hold is skipped when it reaches the head.
     * every item put on the ready queue is matched by exactly one waiting worker: an idle worker
       it claims (``_idle``), a new worker, or - at ``max_workers`` - the next worker to finish
       (``_overflow``). So work never sits in the queue while the pool could run it.
@@ -57,7 +62,8 @@ class Dispatcher:
         self._ready: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        self._keys: dict[Hashable, deque[_Item]] = {}
+        self._keys: dict[Hashable, deque[Any]] = {}     # (tasks and HoldHandles)
+        self._holds: set[HoldHandle] = set()            # not yet released
         self._workers: set[threading.Thread] = set()
         self._idle = 0            # waiting workers not yet claimed by an item
         self._overflow = 0        # items queued while every worker was busy at max_workers
@@ -77,10 +83,55 @@ class Dispatcher:
         if not self._submit(key, fn, args, kwargs):
             logger.warning("dispatcher %s is shut down; dropping %r (key %r)", self.name, fn, key)
 
+    def hold(self, key: Hashable, *, first: bool = False) -> HoldHandle:
+        """Hold ``key``: its tasks queue but do not start until the handle is released.
+
+        By default the hold takes its place in the key's queue like a task: tasks submitted before
+        this call (queued or running) still run, the ones submitted after it wait.  With ``first``
+        nothing queued for the key starts any more (a task already running finishes): what the
+        task running on ``key`` uses to keep its successors waiting after it returns.
+        A held key occupies no worker.  :meth:`HoldHandle.release` is idempotent and may be called
+        from any thread; :meth:`shutdown` releases every hold.
+        """
+        if key is None:
+            raise ValueError("hold needs a key")
+        handle = HoldHandle(self, key)
+        with self._lock:
+            if self._closing:
+                handle._released = True     # winding down: run what was submitted
+                return handle
+            backlog = self._keys.get(key)
+            if backlog is None:
+                self._keys[key] = deque((handle,))
+                handle._parked = True
+            elif first:
+                head = backlog[0] if backlog else None
+                if isinstance(head, HoldHandle) and head._parked:
+                    backlog.insert(1, handle)
+                else:
+                    backlog.appendleft(handle)
+            else:
+                backlog.append(handle)
+            self._holds.add(handle)
+        return handle
+
+    def held(self, key: Hashable) -> bool:
+        """True while ``key`` is parked on an unreleased hold (a snapshot)."""
+        backlog = self._keys.get(key)
+        if not backlog:
+            return False
+        head = backlog[0]
+        return isinstance(head, HoldHandle) and head._parked
+
     @property
     def closed(self) -> bool:
         """True once shutdown has drained the pool; submissions are then dropped."""
         return self._closed
+
+    def idle(self, key: Hashable) -> bool:
+        """True when no task for ``key`` is queued or running (a snapshot: the caller must be
+        the only one who could submit for ``key`` for it to stay true)."""
+        return key not in self._keys
 
     def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
         """Run what was already submitted, then stop every worker.
@@ -93,6 +144,8 @@ class Dispatcher:
         current = threading.current_thread()
         with self._lock:
             self._closing = True
+            for handle in list(self._holds):
+                self._release_locked(handle)
             if self._outstanding == 0:
                 self._close_locked()
             if not wait or current in self._workers:
@@ -128,6 +181,37 @@ class Dispatcher:
             self._dispatch_locked(item)
         return True
 
+    def _release_locked(self, handle: HoldHandle) -> None:
+        """Release ``handle``; if its key was parked on it, dispatch what follows (lock held)."""
+        if handle._released:
+            return
+        handle._released = True
+        self._holds.discard(handle)
+        if not handle._parked:
+            return      # still behind other work: skipped when it reaches the head
+        handle._parked = False
+        key = handle.key
+        backlog = self._keys[key]
+        backlog.popleft()       # (a parked hold is its key's head)
+        nxt = self._next_locked(key, backlog)
+        if nxt is not None:
+            self._dispatch_locked(nxt)
+
+    def _next_locked(self, key: Hashable, backlog: deque[Any]) -> _Item | None:
+        """Pop ``key``'s next task (lock held). None when the key is done (then it is dropped
+        from ``_keys``) or parked on an unreleased hold."""
+        while backlog:
+            head = backlog[0]
+            if type(head) is HoldHandle:
+                if head._released:
+                    backlog.popleft()
+                    continue
+                head._parked = True
+                return None
+            return backlog.popleft()  # type: ignore[no-any-return]
+        del self._keys[key]
+        return None
+
     def _dispatch_locked(self, item: _Item) -> None:
         """Put an item on the ready queue and make sure a worker will take it (lock held)."""
         if self._idle > 0:
@@ -149,51 +233,86 @@ class Dispatcher:
         self._drained.notify_all()
 
     def _work(self) -> None:
-        """Worker loop: take ready items, run them, hand a key's next task on, exit when idle."""
+        """Worker loop: take ready items, run them, hand a key's next task on, exit when idle.
+
+        When a keyed task finishes and the key has more, this worker runs the next one itself
+        (no queue round trip, no other thread woken) unless items wait for a worker at
+        ``max_workers``: then it is queued behind them, for fairness.
+        """
         get = self._ready.get
         lock = self._lock
         me = threading.current_thread()
+        item: _Item | None = None
         while True:
-            try:
-                item = get(timeout=self.idle_timeout)
-            except queue.Empty:
-                with lock:
-                    # An unclaimed idle slot exists: this worker can be the one that leaves.
-                    # Otherwise an item is on its way to us; wait again.
-                    if self._idle > 0 or self._closed:
-                        if self._idle > 0:
-                            self._idle -= 1
+            if item is None:
+                try:
+                    item = get(timeout=self.idle_timeout)
+                except queue.Empty:
+                    with lock:
+                        # An unclaimed idle slot exists: this worker can be the one that leaves.
+                        # Otherwise an item is on its way to us; wait again.
+                        if self._idle > 0 or self._closed:
+                            if self._idle > 0:
+                                self._idle -= 1
+                            self._workers.discard(me)
+                            return
+                    continue
+                if item is None:  # _STOP
+                    with lock:
                         self._workers.discard(me)
-                        return
-                continue
-            if item is None:  # _STOP
-                with lock:
-                    self._workers.discard(me)
-                return
+                    return
             key, fn, args, kwargs = item
             try:
                 fn(*args, **kwargs)
             except BaseException:  # a task must never take its worker down
                 logger.exception("task %r (key %r) raised", fn, key)
+            del fn, args, kwargs
+            item = None
             with lock:
                 self._outstanding -= 1
-                handed_on = False
                 if key is not None:
-                    backlog = self._keys[key]
-                    if backlog:
-                        # This worker stays claimed by the item it queues.
-                        self._ready.put(backlog.popleft())
-                        handed_on = True
-                    else:
-                        del self._keys[key]
-                if not handed_on:
-                    if self._overflow > 0:
-                        self._overflow -= 1
-                    else:
-                        self._idle += 1
+                    nxt = self._next_locked(key, self._keys[key])
+                    if nxt is not None:
+                        if self._overflow > 0:
+                            # This worker stays claimed by the item it queues.
+                            self._ready.put(nxt)
+                        else:
+                            item = nxt
+                        continue
+                if self._overflow > 0:
+                    self._overflow -= 1
+                else:
+                    self._idle += 1
                 if self._closing and not self._closed and self._outstanding == 0:
                     self._close_locked()
-            del item, fn, args, kwargs
+
+
+class HoldHandle:
+    """A hold on one dispatcher key (see :meth:`Dispatcher.hold`); :meth:`release` lets it run."""
+
+    __slots__ = ("_dispatcher", "_parked", "_released", "key")
+
+    def __init__(self, dispatcher: Dispatcher, key: Hashable) -> None:
+        self._dispatcher = dispatcher
+        self.key = key
+        self._released = False
+        self._parked = False      # at the head of its key's queue: the key waits for us
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        """Let the key's queued tasks run again. Idempotent; any thread (a timer callback too)."""
+        if self._released:
+            return
+        d = self._dispatcher
+        with d._lock:
+            d._release_locked(self)
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "parked" if self._parked else "queued"
+        return f"<HoldHandle {self.key!r} {state}>"
 
 
 class TimerHandle:

@@ -120,11 +120,22 @@ _NESTED = {"reconnect", "progress"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
+_SNAKE: dict[str, str] = {}      # names converted so far (option keys are a small set)
+
+
 def to_snake(name: str) -> str:
     """``localSdp`` -> ``local_sdp``; names without capitals are returned unchanged."""
-    if name in OPTION_NAMES:
-        return OPTION_NAMES[name]
-    return _CAMEL.sub(lambda m: "_" + m.group(1), name).lower() if name != name.lower() else name
+    snake = _SNAKE.get(name)
+    if snake is None:
+        if name in OPTION_NAMES:
+            snake = OPTION_NAMES[name]
+        elif name != name.lower():
+            snake = _CAMEL.sub(lambda m: "_" + m.group(1), name).lower()
+        else:
+            snake = name
+        if len(_SNAKE) < 4096 and isinstance(name, str):
+            _SNAKE[name] = snake
+    return snake
 
 
 def normalize_opts(opts: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -134,14 +145,19 @@ def normalize_opts(opts: Mapping[str, Any] | None = None, **kwargs: Any) -> dict
     nested option dicts such as ``reconnect`` are normalised too.
     """
     out: dict[str, Any] = {}
-    for source in (opts or {}, kwargs):
-        for key, value in source.items():
-            if source is kwargs and value is None:
-                continue
+    if opts:
+        for key, value in opts.items():
             skey = to_snake(key)
             if skey in _NESTED and isinstance(value, Mapping):
                 value = normalize_opts(value)
             out[skey] = value
+    for key, value in kwargs.items():
+        if value is None:
+            continue
+        skey = to_snake(key)
+        if skey in _NESTED and isinstance(value, Mapping):
+            value = normalize_opts(value)
+        out[skey] = value
     return out
 
 
@@ -168,7 +184,9 @@ def install_aliases(cls: T, table: Mapping[str, str] | None = None) -> T:
             if py_name in klass.__dict__:
                 target = klass.__dict__[py_name]
                 break
-        setattr(cls, js_name, target if target is not None else _forwarding_property(py_name))
+        if target is None or not (callable(target) or hasattr(target, "__get__")):
+            target = _forwarding_property(py_name)   # instance field (maybe with a class default)
+        setattr(cls, js_name, target)
     return cls
 
 

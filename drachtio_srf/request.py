@@ -11,9 +11,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pyee import EventEmitter
-
+from .emitter import Emitter
 from .names import install_aliases, normalize_opts
+from .sip import SipMessage
 
 if TYPE_CHECKING:
     from .agent import Agent, ServerConn
@@ -25,38 +25,38 @@ __all__ = ["Request"]
 
 
 @install_aliases
-class Request(EventEmitter):
+class Request(Emitter):
     """An incoming or sent SIP request, with its drachtio meta."""
+
+    # Defaults for fields most requests never set (a class attribute until first assigned):
+    # one Request is made per SIP request, so fewer per-instance fields is less time and memory.
+    _res: Response | None = None
+    canceled = False
+    auth: Any = None
+    source: str | None = None
+    source_address: str | None = None
+    source_port: int | None = None
+    protocol: str | None = None
+    stack_time: str | None = None
+    stack_txn_id: str | None = None
+    stack_dialog_id: str | None = None
+    server: dict[str, Any] | None = None
+    received_on: str | None = None
+    session_token: str | None = None
+    # library internals: dispatch key for this request's events, and hooks the library runs
+    # itself (on the reader thread) when responses arrive or the connection is lost.
+    _key: Any = None
+    _auth_state: Any = None     # uac_auth.AuthState of a request sent with credentials
 
     def __init__(self, msg: Any = None, meta: Any = None, *, agent: Agent | None = None,
                  conn: ServerConn | None = None) -> None:
         super().__init__()
-        if msg is None:
-            from .sip import SipMessage
-            msg = SipMessage()
-        self.msg = msg
+        self.msg = msg if msg is not None else SipMessage()
         self.agent = agent
         self._conn = conn
         self.srf: Any = agent.srf if agent is not None else None
-        self._res: Response | None = None
-        self.canceled = False
-        self.auth: Any = None
-        self.source: str | None = None
-        self.source_address: str | None = None
-        self.source_port: int | None = None
-        self.protocol: str | None = None
-        self.stack_time: str | None = None
-        self.stack_txn_id: str | None = None
-        self.stack_dialog_id: str | None = None
-        self.server: dict[str, Any] | None = None
-        self.received_on: str | None = None
-        self.session_token: str | None = None
-        # library internals: dispatch key for this request's events, and hooks the library runs
-        # itself (on the reader thread) when responses arrive or the connection is lost.
-        self._key: Any = None
         self._hooks: list[Callable[..., None]] = []
         self._cancel_hooks: list[Callable[[Any], None]] = []
-        self._auth_state: Any = None     # uac_auth.AuthState of a request sent with credentials
         if meta is not None:
             self.meta = meta
 

@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pyee import EventEmitter
-
+from .emitter import Emitter
 from .names import install_aliases
+from .sip import STATUS_REASONS, SipMessage
 
 if TYPE_CHECKING:
     from .agent import Agent, ServerConn
@@ -29,31 +29,64 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Response"]
 
+# headers an outgoing response takes from its request (drachtio-server fills in the rest)
+_FROM_REQUEST = ("Call-ID", "CSeq", "From", "To")
+
 
 @install_aliases
-class Response(EventEmitter):
-    """A SIP response: to be sent by the application, or received for a request it sent."""
+class Response(Emitter):
+    """A SIP response: to be sent by the application, or received for a request it sent.
+
+    The SipMessage of a response the application will send is built on first use of ``msg``
+    (most are sent without the app touching their headers: :meth:`Agent.send_response` then
+    builds the wire text from the request directly).
+    """
+
+    # Defaults for fields most responses never set (class attributes until first assigned).
+    _req: Request | None = None
+    finished = False
+    _reason: str | None = None    # reason sent, kept here while no SipMessage was built
+    source: str | None = None
+    source_address: str | None = None
+    source_port: int | None = None
+    protocol: str | None = None
+    stack_time: str | None = None
+    stack_txn_id: str | None = None
+    stack_dialog_id: str | None = None
+    _send_disabled = False   # unsolicited BYE from the server: nothing to answer
 
     def __init__(self, agent: Agent | None = None, conn: ServerConn | None = None, msg: Any = None) -> None:
         super().__init__()
-        if msg is None:
-            from .sip import SipMessage
-            msg = SipMessage()
-        self.msg = msg
+        self._msg = msg
         self.agent = agent
         self._conn = conn
         self.srf: Any = agent.srf if agent is not None else None
-        self._req: Request | None = None
-        self.finished = False
         self._status: int | None = getattr(msg, "status", None)
-        self.source: str | None = None
-        self.source_address: str | None = None
-        self.source_port: int | None = None
-        self.protocol: str | None = None
-        self.stack_time: str | None = None
-        self.stack_txn_id: str | None = None
-        self.stack_dialog_id: str | None = None
-        self._send_disabled = False   # unsolicited BYE from the server: nothing to answer
+
+    @property
+    def msg(self) -> Any:
+        """The SipMessage (for a response to send: headers copied from the request, as set)."""
+        m = self._msg
+        if m is None:
+            m = self._msg = SipMessage()
+            req = self._req
+            if req is not None:
+                self._copy_from(req, m)
+            if self._reason is not None:      # already sent without one being built
+                m.status = self._status
+                m.reason = self._reason
+        return m
+
+    @msg.setter
+    def msg(self, value: Any) -> None:
+        self._msg = value
+
+    @staticmethod
+    def _copy_from(req: Request, m: Any) -> None:
+        for name in _FROM_REQUEST:
+            value = req.get(name)
+            if value is not None and not m.has(name):
+                m.set(name, value)
 
     # -- meta and request link ----------------------------------------------------------
     @property
@@ -79,18 +112,20 @@ class Response(EventEmitter):
 
     @req.setter
     def req(self, req: Request) -> None:
-        """Link to the request; for a response we will send, copy its dialog-forming headers."""
+        """Link to the request; for a response we will send, copy its dialog-forming headers
+        (now if the message exists, else when it is first built)."""
         self._req = req
-        if self.msg.type != "response" or self.msg.status is None:
-            for name in ("Call-ID", "CSeq", "From", "To"):
-                value = req.get(name)
-                if value is not None and not self.msg.has(name):
-                    self.msg.set(name, value)
+        m = self._msg
+        if m is not None and (m.type != "response" or m.status is None):
+            self._copy_from(req, m)
 
     # -- status ---------------------------------------------------------------------------
     @property
     def status(self) -> int | None:
-        return self._status if self._status is not None else self.msg.status
+        if self._status is not None:
+            return self._status
+        m = self._msg
+        return m.status if m is not None else None
 
     @status.setter
     def status(self, value: int) -> None:
@@ -100,7 +135,8 @@ class Response(EventEmitter):
 
     @property
     def reason(self) -> str | None:
-        return self.msg.reason
+        m = self._msg
+        return m.reason if m is not None else self._reason
 
     @property
     def final_response_sent(self) -> bool:
@@ -196,20 +232,23 @@ class Response(EventEmitter):
         Positional arguments after ``status`` follow drachtio-srf (see the module docstring);
         ``reason=``, ``opts=``, ``callback=``, ``fn_ack=`` may also be given as keywords.
         """
-        from .sip import STATUS_REASONS
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 699:
             raise ValueError(f"Response.send: status must be a SIP status code, got {status!r}")
-        given = _positional_send_args(args)
-        reason = given["reason"] if given["reason"] is not None else reason
-        opts = given["opts"] if given["opts"] is not None else opts
-        callback = given["callback"] if given["callback"] is not None else callback
-        fn_ack = given["fn_ack"] if given["fn_ack"] is not None else fn_ack
-        options = dict(opts or {})
-        hdrs = dict(options.get("headers") or {})
+        if args:
+            given = _positional_send_args(args)
+            reason = given["reason"] if given["reason"] is not None else reason
+            opts = given["opts"] if given["opts"] is not None else opts
+            callback = given["callback"] if given["callback"] is not None else callback
+            fn_ack = given["fn_ack"] if given["fn_ack"] is not None else fn_ack
+        if opts:
+            opt_headers = opts.get("headers")
+            hdrs = dict(opt_headers) if opt_headers else {}
+            if body is None:
+                body = opts.get("body")
+        else:
+            hdrs = {}
         if headers:
             hdrs.update(headers)
-        if body is None:
-            body = options.get("body")
         if self._send_disabled:
             logger.debug("response to an unsolicited request: nothing sent")
             return None
@@ -227,19 +266,24 @@ class Response(EventEmitter):
         if self.agent is None or self._req is None:
             raise RuntimeError("Response.send: response is not attached to a request")
         self._status = status
-        self.msg.status = status
-        self.msg.reason = reason or STATUS_REASONS.get(status, "")
+        reason = self._reason = reason or STATUS_REASONS.get(status, "")
+        m = self._msg
+        if m is not None:
+            m.status = status
+            m.reason = reason
         # the application may choose the To tag: move it onto our copy of the request's To
-        for key in [k for k in hdrs if k.lower() == "to"]:
-            to_value = str(hdrs.pop(key))
-            idx = to_value.find("tag=")
-            current = self.msg.get("To")
-            if idx >= 0 and current is not None and "tag=" not in current:
-                self.msg.replace("To", f"{current};tag={to_value[idx + 4:]}")
+        if hdrs:
+            for key in [k for k in hdrs if k.lower() == "to"]:
+                to_value = str(hdrs.pop(key))
+                idx = to_value.find("tag=")
+                current = self.msg.get("To")
+                if idx >= 0 and current is not None and "tag=" not in current:
+                    self.msg.replace("To", f"{current};tag={to_value[idx + 4:]}")
         result = self.agent.send_response(self, hdrs, body, callback, fn_ack, on_echo=_on_echo)
         if status >= 200:
             self.finished = True
-            self.emit("end", {"status": status, "reason": self.msg.reason})
+            if self._events.get("end"):
+                self.emit("end", {"status": status, "reason": reason})
         return result
 
     def end(self, data: Any = None, callback: Callable[..., Any] | None = None) -> Any:

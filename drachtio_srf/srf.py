@@ -18,12 +18,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pyee import EventEmitter
-
 from . import sdp as sdp_edit
 from .agent import Agent, ServerConn, dialog_key
 from .b2bua import create_b2bua
 from .dialog import Dialog
+from .emitter import Emitter
 from .errors import DrachtioError, NotConnectedError, SipError
 from .names import install_aliases, normalize_opts
 from .request import Request
@@ -41,7 +40,20 @@ _TAG = re.compile(r"^[a-zA-Z0-9\-_+@:]+$")
 _SRF_KEY = ("srf",)
 
 
+_ARITY: dict[Any, int] = {}     # middleware -> its positional parameter count (inspect is slow)
+
+
 def _param_count(fn: Callable[..., Any]) -> int:
+    try:
+        return _ARITY[fn]
+    except KeyError:
+        n = _ARITY[fn] = _count_params(fn)
+        return n
+    except TypeError:                # unhashable callable object
+        return _count_params(fn)
+
+
+def _count_params(fn: Callable[..., Any]) -> int:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -74,7 +86,7 @@ def _tls_context(tls: Any) -> ssl.SSLContext | None:
 
 
 @install_aliases
-class Srf(EventEmitter):
+class Srf(Emitter):
     """A drachtio signaling resource framework application."""
 
     Dialog = Dialog
@@ -521,9 +533,15 @@ class Srf(EventEmitter):
             if req.canceled:
                 out.fail(SipError(487, "Request Terminated"))
                 return
-            req._cancel_hooks.append(lambda _msg: out.fail(SipError(487, "Request Terminated")))
+            def on_cancel(_msg: Any) -> None:
+                out.fail(SipError(487, "Request Terminated"))
+            req._cancel_hooks.append(on_cancel)
 
             def on_echo(err: BaseException | None, sent: SipMessage | None) -> None:
+                try:    # answered: a CANCEL can no longer fail it (and the dialog keeps req)
+                    req._cancel_hooks.remove(on_cancel)
+                except ValueError:
+                    pass
                 if err is not None or sent is None:
                     out.fail(err or DrachtioError("createUAS: response not sent"))
                     return

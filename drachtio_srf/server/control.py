@@ -14,11 +14,18 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from drachtio_srf import wire
+from drachtio_srf.server import frames
 
 if TYPE_CHECKING:  # pragma: no cover
     from drachtio_srf.server.core import Core
 
 logger = logging.getLogger(__name__)
+
+
+def _debug() -> bool:
+    """Whether frames are logged (checked before slicing a payload for the log)."""
+    return logger.isEnabledFor(logging.DEBUG)
+
 
 _ids = itertools.count(1)
 
@@ -89,6 +96,7 @@ class ControlConnection(asyncio.Protocol):
         self.authenticated = False
         self.tags: list[str] = []
         self._decoder = wire.FrameDecoder()
+        self._out: list[bytes] | None = None      # encoded frames waiting for the end of the loop pass
         #: set for an outbound connection (the server dialled the app): runs after a good authenticate
         self.on_authenticated: Callable[[ControlConnection], None] | None = None
 
@@ -119,10 +127,15 @@ class ControlConnection(asyncio.Protocol):
                 self._handle(p)
             self.close()
             return
-        for payload in payloads:
-            if self.closed:
-                return
-            self._handle(payload)
+        core = self.core
+        core.batch_begin()
+        try:
+            for payload in payloads:
+                if self.closed:
+                    return
+                self._handle(payload)
+        finally:
+            core.batch_end()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -136,11 +149,23 @@ class ControlConnection(asyncio.Protocol):
         if self.closed or self.transport is None or self.transport.is_closing():
             logger.debug("%s: connection closed, frame dropped: %s", self.name, payload[:120])
             return
-        logger.debug("%s: S->A %s", self.name, payload[:300])
-        self.transport.write(wire.encode(payload))
+        if _debug():
+            logger.debug("%s: S->A %s", self.name, payload[:300])
+        # frames made in one pass of the event loop go out in one write (one wake-up of the app)
+        out = self._out
+        if out is None:
+            self._out = [wire.encode(payload)]
+            self.core.queue_output(self)
+        else:
+            out.append(wire.encode(payload))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def reply(self, in_reply_to: str, status: str, data: Iterable[Any] = (), sip: Any = None) -> None:
-        self.send(wire.reply(wire.new_id(), in_reply_to, status, data, sip))
+        self.send(wire.reply(frames.new_id(), in_reply_to, status, data, sip))
 
     def close(self) -> None:
         """Close after pending output is written; routes are dropped at once."""
@@ -149,11 +174,13 @@ class ControlConnection(asyncio.Protocol):
         self.closed = True
         self.core.router.remove_connection(self)
         if self.transport is not None:
+            self._flush()   # frames already made go out before the close
             self.transport.close()
 
     # ------------------------------------------------------------------ frames
     def _handle(self, payload: str) -> None:
-        logger.debug("%s: A->S %s", self.name, payload[:300])
+        if _debug():
+            logger.debug("%s: A->S %s", self.name, payload[:300])
         try:
             frame = wire.parse(payload)
         except wire.WireProtocolError as err:

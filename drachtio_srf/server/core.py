@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drachtio_srf import wire
+from drachtio_srf.server import frames
 from drachtio_srf.server.control import ControlConnection, Router
 from drachtio_srf.server.dialogs import Dialog, DialogTable, dialog_id
 from drachtio_srf.server.outbound import OutboundConnector
@@ -42,6 +43,7 @@ from drachtio_srf.server.sip_text import (  # noqa: F401 - also re-exported for 
     text_of,
     with_tag,
 )
+from drachtio_srf.server.timers import TimerWheel
 from drachtio_srf.sip import SipMessage, parse_uri, reason_phrase
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,20 @@ FAILED_INVITE_MEMORY = 32.0
 #: drachtio-srf attaches its response listener only after the promise of the echo resolved; a
 #: response in the same TCP read as the echo would be emitted before anyone listens.
 ECHO_GAP = 0.01      # seconds a failed INVITE's dialog id is remembered (NOK of ACK)
+
+_STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+_CSEQ_UPDATE = re.compile(r"^\s*\d+\s*UPDATE\b", re.IGNORECASE)
+#: headers of an app's response the server sets itself (the rest are copied)
+_RESPONSE_SKIPPED = DISCARDED | {"from", "to", "call-id", "cseq", "contact", "content-type"}
+_RPORT_SET = re.compile(r";\s*rport\s*=\s*(\d+)", re.IGNORECASE)
+_VIA_HOST = re.compile(r"\s*SIP\s*/\s*2\.0\s*/\s*\S+\s+(\[[^\]]+\]|[^;:\s]+)", re.IGNORECASE)
+
+
+def _via_host(value: str) -> str | None:
+    """The sent-by host of a Via value (brackets of an IPv6 reference removed)."""
+    m = _VIA_HOST.match(value)
+    return m.group(1).strip("[]") if m else None
+
 
 # --------------------------------------------------------------------------- configuration, records
 
@@ -149,11 +165,17 @@ class Core(ProxyMixin):
         self._admin_server: asyncio.AbstractServer | None = None
         self._tls_admin_server: asyncio.AbstractServer | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.timers: TimerWheel | None = None      # cheap timers for per-request expiries
+        # frames to apps are written once per batch of input (one wake-up of the app, one syscall)
+        self._batching = 0
+        self._dirty: list[ControlConnection] = []
+        self._flush_scheduled = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Bind the SIP transports, then the admin port."""
         self.loop = asyncio.get_running_loop()
+        self.timers = TimerWheel(self.loop)
         factory = self._stack_factory
         if factory is None:
             from drachtio_srf.server.sipstack import SipStack
@@ -164,6 +186,9 @@ class Core(ProxyMixin):
         self.stack = factory(self.config.sip_host, self.config.sip_port, **kwargs)
         await self.stack.start()
         self.config.sip_port = self.stack.port
+        transports = getattr(self.stack, "_transports", None)
+        if transports is not None:   # datagrams read in one go: their frames leave in one write
+            transports.batch_hooks = (self.batch_begin, self.batch_end)
         if self.config.tls_port is not None:
             await self._start_tls_admin()   # before the plain port: its accepting means "ready"
         self._admin_server = await self.loop.create_server(
@@ -207,6 +232,8 @@ class Core(ProxyMixin):
                 logger.debug("admin listener close: %r", err)
         if self.stack is not None:
             self.stack.close()
+        if self.timers is not None:
+            self.timers.close()
         logger.info("drachtio server stopped")
 
     # ------------------------------------------------------------------ addresses
@@ -226,6 +253,8 @@ class Core(ProxyMixin):
         return f"<sip:{self.host}:{self.port}{suffix}>"
 
     def _subst_localhost(self, value: str) -> str:
+        if "localhost" not in value.lower():
+            return value
         return _LOCALHOST.sub(f"@{self.host}:{self.port}", value)
 
     def _is_us(self, host: str | None, port: int | None) -> bool:
@@ -247,6 +276,30 @@ class Core(ProxyMixin):
         port = u.get("port") or (5061 if u.get("scheme") == "sips" else 5060)
         return Target(transport, u["host"], int(port))
 
+    # ------------------------------------------------------------------ output batching
+    def batch_begin(self) -> None:
+        """Input is being handled: hold frames to apps until batch_end()."""
+        self._batching += 1
+
+    def batch_end(self) -> None:
+        self._batching -= 1
+        if not self._batching and self._dirty:
+            self.flush_output()
+
+    def queue_output(self, conn: ControlConnection) -> None:
+        """``conn`` has frames to write: at the end of the batch, else at the end of this loop pass."""
+        self._dirty.append(conn)
+        if not self._batching and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_output)
+
+    def flush_output(self) -> None:
+        """Write what every connection has queued."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn._flush()
+
     # ------------------------------------------------------------------ connections
     def connection_lost(self, conn: ControlConnection) -> None:
         """Forget the connection's routes; its dialogs stay (their requests get 481)."""
@@ -263,16 +316,46 @@ class Core(ProxyMixin):
                         received_on: tuple[str, int] | None = None, text: str | None = None,
                         behind: Dialog | None = None) -> None:
         text = text if text is not None else text_of(msg)
-        payload = wire.sip_event(wire.new_id(), source=source, nbytes=nbytes(text), protocol=protocol,
-                                 address=address, port=port, time=wire.stack_time(), txn_id=txn_id,
-                                 dialog_id=dialog_id, received_on=received_on, sip_text=text)
-        held_out = behind.extra.get("held_out") if behind is not None else None
-        if held_out is not None and held_out.held and held_out.conn is conn:
-            # the response that created this dialog is still held (ECHO_GAP): keep the order, e.g.
-            # a NOTIFY sent right after the 202 to a SUBSCRIBE must reach the app after the 202
-            held_out.held.append(payload)
-            return
+        payload = frames.sip_event(frames.new_id(), source=source, nbytes=nbytes(text), protocol=protocol,
+                                   address=address, port=port, time=frames.stack_time(), txn_id=txn_id,
+                                   dialog_id=dialog_id, received_on=received_on, sip_text=text)
+        if behind is not None:
+            extra = behind.extra
+            held_out = extra.get("held_out")
+            if held_out is not None and held_out.held and held_out.conn is conn:
+                # the response that created this dialog is still held (ECHO_GAP): keep the order, e.g.
+                # a NOTIFY sent right after the 202 to a SUBSCRIBE must reach the app after the 202
+                held_out.held.append(payload)
+                return
+            if "echo_at" in extra and self._hold_after_echo(conn, behind, payload):
+                return
         conn.send(payload)
+
+    def _hold_after_echo(self, conn: ControlConnection, dlg: Dialog, payload: str) -> bool:
+        """Keep ECHO_GAP between the echo of the app's 2xx that made a UAS dialog and the first
+        request in it (ACK, BYE ...): a client resolves its dialog when that echo arrives, and a BYE
+        in the same TCP read would reach the dialog before the app listens to it (with sipp's
+        immediate BYE the Node app lost dialogs this way). Returns True if the frame was held."""
+        extra = dlg.extra
+        held: list[str] | None = extra.get("held_in")
+        if held:
+            held.append(payload)
+            return True
+        assert self.loop is not None
+        wait = extra["echo_at"] + ECHO_GAP - self.loop.time()
+        if wait <= 0:
+            del extra["echo_at"]
+            return False
+        extra["held_in"] = [payload]
+
+        def release() -> None:
+            frames_out = extra.pop("held_in", None) or []
+            extra.pop("echo_at", None)
+            for p in frames_out:
+                conn.send(p)
+
+        self.loop.call_later(wait, release)
+        return True
 
     def _echo_request(self, conn: ControlConnection, msg_id: str, txn_id: str, msg: SipMessage,
                       transport: str) -> None:
@@ -342,7 +425,13 @@ class Core(ProxyMixin):
         lines = msg.get_all("via")
         if not lines:
             return
-        values = split_values(lines[0])
+        first = lines[0]
+        if "," not in first and "received=" not in first:
+            # the usual case, one Via value per line and the SIP stack already stamped it
+            m = _RPORT_SET.search(first)
+            if m is not None and (m.group(1) == str(source.port) and _via_host(first) == source.address):
+                return
+        values = split_values(first)
         top = values[0]
         changed = False
         if not re.search(r";\s*rport\s*=\s*\d+", top, re.IGNORECASE):
@@ -452,8 +541,8 @@ class Core(ProxyMixin):
     def _add_incoming(self, inc: Incoming) -> None:
         self.incoming[inc.txn_id] = inc
         self._incoming_by_stx[id(inc.stx)] = inc
-        if self.loop is not None:
-            inc.expiry = self.loop.call_later(PENDING_REQUEST_TIMEOUT, self._expire_incoming, inc)
+        if self.timers is not None:
+            inc.expiry = self.timers.call_later(PENDING_REQUEST_TIMEOUT, self._expire_incoming, inc)
 
     def _drop_incoming(self, inc: Incoming) -> None:
         self.incoming.pop(inc.txn_id, None)
@@ -606,7 +695,7 @@ class Core(ProxyMixin):
     def _app_response(self, conn: ControlConnection, frame: wire.Frame, txn_id: str, start: str,
                       app: AppHeaders, body: str) -> None:
         upd = self._early_updates.get(txn_id)
-        if upd is not None and re.match(r"^\s*\d+\s*UPDATE\b", app.first("cseq") or "", re.IGNORECASE):
+        if upd is not None and _CSEQ_UPDATE.match(app.first("cseq") or ""):
             self._answer_early_update(conn, frame, upd, start, app, body)
             return
         inc = self.incoming.get(txn_id)
@@ -618,7 +707,7 @@ class Core(ProxyMixin):
                 text = "Response not sent due to unknown transaction"
             conn.reply(frame.msg_id, "NOK", [text])
             return
-        m = re.match(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", start, re.IGNORECASE)
+        m = _STATUS_LINE.match(start)
         if not m:
             conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
             return
@@ -666,6 +755,8 @@ class Core(ProxyMixin):
         if status >= 200:
             inc.final = True
             self._drop_incoming(inc)
+            if dlg is not None and inc.dialog is None and dlg.id == inc.dialog_id and self.loop is not None:
+                dlg.extra["echo_at"] = self.loop.time()    # see _hold_after_echo
             if method == "INVITE" and inc.dialog is None:
                 if status < 300:
                     self._cdr("start", "application", resp, "uas")
@@ -679,10 +770,10 @@ class Core(ProxyMixin):
         else:
             echo_dialog = inc.dialog_id
         protocol = "" if (inc.dialog is not None and method != "INVITE") else inc.source.transport
-        conn.send(wire.echo_response(wire.new_id(), frame.msg_id, nbytes=nbytes(text), protocol=protocol,
-                                     address=inc.source.address, port=inc.source.port,
-                                     time=wire.stack_time(), txn_id=txn_id, dialog_id=echo_dialog,
-                                     sip_text=text))
+        conn.send(frames.echo_response(frames.new_id(), frame.msg_id, nbytes=nbytes(text),
+                                       protocol=protocol, address=inc.source.address,
+                                       port=inc.source.port, time=frames.stack_time(), txn_id=txn_id,
+                                       dialog_id=echo_dialog, sip_text=text))
 
     def _complete_response(self, inc: Incoming, status: int, reason: str, app: AppHeaders, body: str,
                            reliable: bool) -> SipMessage:
@@ -715,8 +806,7 @@ class Core(ProxyMixin):
             hdrs.append(("Content-Type", ctype))
         elif body and body.lstrip().startswith("v=0"):
             hdrs.append(("Content-Type", "application/sdp"))
-        for name, value in app.others(DISCARDED | {"from", "to", "call-id", "cseq", "contact",
-                                                   "content-type"}):
+        for name, value in app.others(_RESPONSE_SKIPPED):
             if name == "P-Asserted-Identity":
                 value = self._subst_localhost(value)
             hdrs.append((name, value))
@@ -879,7 +969,7 @@ class Core(ProxyMixin):
     def _answer_early_update(self, conn: ControlConnection, frame: wire.Frame, upd: Incoming, start: str,
                              app: AppHeaders, body: str) -> None:
         """The app's response to an UPDATE delivered as case c (it quoted the INVITE's txnId)."""
-        m = re.match(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", start, re.IGNORECASE)
+        m = _STATUS_LINE.match(start)
         if not m:
             conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
             return
@@ -1190,10 +1280,10 @@ class Core(ProxyMixin):
             return
         src = getattr(out.ctx, "response_source", None)
         text = text_of(resp)
-        payload = wire.sip_event(
-            wire.new_id(), source="network", nbytes=nbytes(text), protocol=out.target.transport,
+        payload = frames.sip_event(
+            frames.new_id(), source="network", nbytes=nbytes(text), protocol=out.target.transport,
             address=src.address if src else out.target.host,
-            port=src.port if src else out.target.port, time=wire.stack_time(), txn_id=out.txn_id,
+            port=src.port if src else out.target.port, time=frames.stack_time(), txn_id=out.txn_id,
             dialog_id=frame_dialog, sip_text=text)
         assert self.loop is not None
         wait = out.echo_at + ECHO_GAP - self.loop.time()

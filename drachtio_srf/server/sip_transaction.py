@@ -3,11 +3,11 @@
 Client transactions retransmit over UDP (timers A/E), time out (B/F -> synthesised 408), ACK
 non-2xx finals themselves and linger to absorb retransmissions (D/K). Server transactions answer
 retransmitted requests with the last response, retransmit finals over UDP (G, and the 2xx until
-its ACK) and linger (H/I/J, 64*T1 for a 2xx). Timers are plain `loop.call_later` handles.
+its ACK) and linger (H/I/J, 64*T1 for a 2xx). Timers live on the stack's coarse
+`TimerWheel` (timers.py): cheap to set and to cancel.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from . import sip_build
 if TYPE_CHECKING:
     from .sip_transport import Source, Target
     from .sipstack import SipStack
+    from .timers import Timer
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def encode(msg: SipMessage) -> bytes:
     return str(msg).encode("utf-8", "surrogateescape")
 
 
-def _cancel(handle: asyncio.TimerHandle | None) -> None:
+def _cancel(handle: Timer | None) -> None:
     if handle is not None:
         handle.cancel()
 
@@ -72,8 +73,8 @@ class ServerTransaction:
         self.acked = False
         self._state = PROCEEDING if method == "INVITE" else TRYING
         self._last: bytes | None = None
-        self._retx: asyncio.TimerHandle | None = None
-        self._life: asyncio.TimerHandle | None = None
+        self._retx: Timer | None = None
+        self._life: Timer | None = None
         self._interval = 0.0
         self._ack_key: tuple | None = None
         self._via_port = via_port
@@ -121,7 +122,7 @@ class ServerTransaction:
         self.final_sent = True
         self.response = msg
         stack = self._stack
-        loop = stack._loop
+        timers = stack._timers
         t1 = stack.t1
         unreliable = self.source.transport == "udp"
         _cancel(self._life)
@@ -129,27 +130,30 @@ class ServerTransaction:
             if status < 300 and relayed:
                 self._state = ACCEPTED
                 self.acked = True  # nothing to wait for: linger only to answer INVITE retransmissions
-                self._life = loop.call_later(64 * t1, self._terminate)
+                self._life = timers.call_later(64 * t1, self._terminate)
             elif status < 300:
                 self._state = ACCEPTED
                 to_tag = msg.to_tag if msg is not None else None
-                cseq = self.request.cseq
-                self._ack_key = (self.request.call_id, cseq.seq if cseq is not None else None, to_tag)
-                stack._awaiting_ack[self._ack_key] = self
+                # one 2xx awaits its ACK per dialog (Call-ID, our tag): a BYE in the dialog finds it
+                self._ack_key = key = (self.request.call_id, to_tag)
+                older = stack._awaiting_ack.get(key)
+                if older is not None and older is not self:
+                    older._on_2xx_ack()   # a new INVITE in the dialog: the peer had the older 2xx
+                stack._awaiting_ack[key] = self
                 if unreliable:
                     self._interval = t1
-                    self._retx = loop.call_later(t1, self._retransmit_final)
-                self._life = loop.call_later(64 * t1, self._ack_wait_over)
+                    self._retx = timers.call_later(t1, self._retransmit_final)
+                self._life = timers.call_later(64 * t1, self._ack_wait_over)
             else:
                 self._state = COMPLETED
                 if unreliable:
                     self._interval = t1
-                    self._retx = loop.call_later(t1, self._retransmit_final)
-                self._life = loop.call_later(64 * t1, self._timer_h)
+                    self._retx = timers.call_later(t1, self._retransmit_final)
+                self._life = timers.call_later(64 * t1, self._timer_h)
         else:
             self._state = COMPLETED
             if unreliable:
-                self._life = loop.call_later(64 * t1, self._terminate)
+                self._life = timers.call_later(64 * t1, self._terminate)
             else:
                 self._terminate()
 
@@ -159,7 +163,7 @@ class ServerTransaction:
             return
         self._send(self._last)
         self._interval = min(self._interval * 2, self._stack.t2)
-        self._retx = self._stack._loop.call_later(self._interval, self._retransmit_final)
+        self._retx = self._stack._timers.call_later(self._interval, self._retransmit_final)
 
     def _on_retransmission(self) -> None:
         """The same request again: resend the last response (nothing yet: absorb)."""
@@ -174,14 +178,18 @@ class ServerTransaction:
         _cancel(self._retx)
         _cancel(self._life)
         if self.source.transport == "udp":
-            self._life = self._stack._loop.call_later(self._stack.t4, self._terminate)
+            self._life = self._stack._timers.call_later(self._stack.t4, self._terminate)
         else:
             self._terminate()
 
     def _on_2xx_ack(self) -> None:
+        """The 2xx reached the peer (its ACK, or a later request in the dialog): stop resending it."""
         self.acked = True
         _cancel(self._retx)
         self._retx = None
+        key = self._ack_key
+        if key is not None and self._stack._awaiting_ack.get(key) is self:
+            del self._stack._awaiting_ack[key]
 
     def _timer_h(self) -> None:
         if self._state == COMPLETED:
@@ -269,9 +277,9 @@ class ClientTransaction:
         self._on_cancel_response: ResponseCallback | None = None
         self._data = data
         self._state = CALLING if self.method == "INVITE" else TRYING
-        self._retx: asyncio.TimerHandle | None = None
-        self._timeout: asyncio.TimerHandle | None = None
-        self._linger: asyncio.TimerHandle | None = None
+        self._retx: Timer | None = None
+        self._timeout: Timer | None = None
+        self._linger: Timer | None = None
         self._interval = 0.0
         self._ack: bytes | None = None
 
@@ -289,11 +297,11 @@ class ClientTransaction:
         self._send(self._data)
         if self._state == TERMINATED:  # failed synchronously
             return
-        loop = stack._loop
+        timers = stack._timers
         if self.target.transport == "udp":
             self._interval = stack.t1
-            self._retx = loop.call_later(stack.t1, self._retransmit)
-        self._timeout = loop.call_later(64 * stack.t1, self._on_timeout)
+            self._retx = timers.call_later(stack.t1, self._retransmit)
+        self._timeout = timers.call_later(64 * stack.t1, self._on_timeout)
 
     def _send(self, data: bytes) -> None:
         t = self.target
@@ -313,7 +321,7 @@ class ClientTransaction:
         else:
             self._interval = min(self._interval * 2, self._stack.t2)
         self._send(self._data)
-        self._retx = self._stack._loop.call_later(self._interval, self._retransmit)
+        self._retx = self._stack._timers.call_later(self._interval, self._retransmit)
 
     def _deliver(self, msg: SipMessage) -> None:
         try:
@@ -358,13 +366,13 @@ class ClientTransaction:
                     if reliable:
                         self._terminate()
                     else:
-                        self._linger = stack._loop.call_later(64 * stack.t1, self._terminate)
+                        self._linger = stack._timers.call_later(64 * stack.t1, self._terminate)
             else:
                 self._state = COMPLETED
                 if reliable:
                     self._terminate()
                 else:
-                    self._linger = stack._loop.call_later(stack.t4, self._terminate)
+                    self._linger = stack._timers.call_later(stack.t4, self._terminate)
             self._deliver(msg)
             return
         # completed: a retransmitted final

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import re
 import socket
 import time
@@ -25,6 +26,12 @@ MAX_HEADER_BYTES = 65536
 MAX_BODY_BYTES = 1 << 20
 CONNECT_TIMEOUT = 10.0
 DNS_TTL = 300.0
+#: receive buffer asked for on the UDP socket: a burst of requests must not overflow it while
+#: the loop is busy (the Linux default, ~208 KB, holds only ~150 datagrams)
+UDP_RCVBUF = 4 * 1024 * 1024
+#: seconds between two looks at the kernel's count of datagrams dropped on our UDP socket
+DROP_CHECK_INTERVAL = 2.0
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)   # Linux; needs CAP_NET_ADMIN
 
 
 @attrs.define(slots=True)
@@ -198,16 +205,166 @@ class TcpConnection(asyncio.Protocol):
                     logger.exception("error callback failed")
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: Transports) -> None:
+#: datagrams read per wake-up of the UDP socket (asyncio's transport reads one per loop pass)
+UDP_READ_BATCH = 64
+
+
+class UdpEndpoint:
+    """The SIP UDP socket on the event loop: drained in batches when readable, sends queued only
+    when the kernel's send buffer is full. ICMP errors are logged (debug) and otherwise ignored."""
+
+    def __init__(self, owner: Transports, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self._owner = owner
+        self._loop = loop
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._pending: list[tuple[bytes, tuple]] = []
+        self.closed = False
+        sock.setblocking(False)
+        loop.add_reader(self._fd, self._read_ready)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    def _read_ready(self) -> None:
+        hooks = self._owner.batch_hooks
+        if hooks is None:
+            self._read_batch()
+            return
+        hooks[0]()
+        try:
+            self._read_batch()
+        finally:
+            hooks[1]()
+
+    def _read_batch(self) -> None:
         owner = self._owner
-        owner.on_message(data, Source("udp", addr[0], addr[1], owner.local))
+        on_message = owner.on_message
+        local = owner.local
+        recvfrom = self.sock.recvfrom
+        for _ in range(UDP_READ_BATCH):
+            try:
+                data, addr = recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:   # e.g. ICMP port unreachable for something we sent
+                logger.debug("UDP socket error: %s", e)
+                continue
+            try:
+                on_message(data, Source("udp", addr[0], addr[1], local))
+            except Exception:   # the stack catches its own errors; this keeps the reader alive
+                logger.exception("error handling a UDP datagram from %s:%s", addr[0], addr[1])
+            if self.closed:
+                return
 
-    def error_received(self, exc: Exception) -> None:
-        logger.debug("UDP socket error (ICMP): %s", exc)
+    def sendto(self, data: bytes, addr: tuple) -> None:
+        """Send one datagram (queued while the send buffer is full; raises only for bad input)."""
+        if self.closed:
+            raise OSError("UDP socket is closed")
+        if self._pending:
+            self._pending.append((data, addr))
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._pending.append((data, addr))
+            self._loop.add_writer(self._fd, self._write_ready)
+        except (TypeError, ValueError):
+            raise
+        except OSError as e:
+            logger.debug("UDP send to %s failed: %s", addr, e)
+
+    def _write_ready(self) -> None:
+        pending = self._pending
+        while pending:
+            data, addr = pending[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                logger.debug("UDP send to %s failed: %s", addr, e)
+            pending.pop(0)
+        self._loop.remove_writer(self._fd)
+
+    def get_extra_info(self, name: str) -> object:
+        return self.sock if name == "socket" else None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._loop.remove_reader(self._fd)
+        if self._pending:
+            self._loop.remove_writer(self._fd)
+            self._pending.clear()
+        self.sock.close()
+
+
+def tune_udp_socket(sock: socket.socket | asyncio.trsock.TransportSocket, size: int = UDP_RCVBUF) -> int:
+    """Ask for a `size` byte receive buffer (best effort); return what the kernel granted.
+
+    Plain SO_RCVBUF is capped by net.core.rmem_max; SO_RCVBUFFORCE (privileged) is tried when
+    the cap got in the way.
+    """
+    def granted() -> int:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+    before = granted()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError as e:
+        logger.debug("SO_RCVBUF %d refused: %s", size, e)
+    if granted() < size and hasattr(os, "geteuid") and os.geteuid() == 0:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError as e:
+            logger.debug("SO_RCVBUFFORCE %d refused: %s", size, e)
+    after = granted()
+    if after < size:   # Linux reports twice the size asked for (bookkeeping overhead)
+        logger.info("UDP receive buffer %d bytes (asked for %d; raise net.core.rmem_max)", after, size)
+    else:
+        logger.debug("UDP receive buffer %d bytes (was %d)", after, before)
+    return after
+
+
+class UdpDropCounter:
+    """The kernel's count of datagrams dropped on one UDP socket (receive buffer full).
+
+    Linux publishes it per socket in /proc/net/udp{,6} (last column, matched by inode); elsewhere
+    `read()` returns None.
+    """
+
+    def __init__(self, sock: socket.socket | asyncio.trsock.TransportSocket) -> None:
+        self.inode = os.fstat(sock.fileno()).st_ino
+        self.path = "/proc/net/udp6" if sock.family == socket.AF_INET6 else "/proc/net/udp"
+        self.available = os.path.exists(self.path)
+        self.last = self.read() or 0
+
+    def read(self) -> int | None:
+        """Datagrams dropped on the socket so far, or None if the kernel does not say."""
+        if not self.available:
+            return None
+        inode = str(self.inode)
+        try:
+            with open(self.path, encoding="ascii", errors="replace") as f:
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) >= 13 and cols[9] == inode:
+                        return int(cols[-1])
+        except (OSError, ValueError) as e:
+            logger.debug("cannot read UDP drops from %s: %s", self.path, e)
+            self.available = False
+        return None
+
+    def check(self) -> int:
+        """Log (warning) and return how many datagrams were dropped since the last check."""
+        now = self.read()
+        if now is None:
+            return 0
+        new, self.last = now - self.last, now
+        if new > 0:
+            logger.warning("%d incoming UDP datagram(s) dropped by the kernel (receive buffer full; "
+                           "%d in all): peers will retransmit", new, now)
+        return max(new, 0)
 
 
 def _is_ip(host: str) -> bool:
@@ -226,7 +383,7 @@ class Transports:
         self.port = port
         self.on_message = on_message
         self.local: tuple[str, int] = (host, port)
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: UdpEndpoint | None = None
         self._server: asyncio.base_events.Server | None = None
         self._conns: dict[tuple[str, int], TcpConnection] = {}
         self._all: set[TcpConnection] = set()
@@ -234,6 +391,11 @@ class Transports:
         self._dns: dict[str, tuple[str, float]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.udp_rcvbuf = 0
+        #: (begin, end) called around each batch of datagrams read (lets the user batch its output)
+        self.batch_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
+        self._drops: UdpDropCounter | None = None
+        self._drop_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Bind UDP and TCP on the same port (port 0: find one that is free for both)."""
@@ -244,22 +406,53 @@ class Transports:
             server = await loop.create_server(lambda: TcpConnection(self, inbound=True), self.host,
                                               self.port, family=self._family, reuse_address=True)
             port = server.sockets[0].getsockname()[1]
+            sock = socket.socket(self._family, socket.SOCK_DGRAM)
             try:
-                udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
-                                                             local_addr=(self.host, port),
-                                                             family=self._family)
+                sock.bind((self.host, port))
             except OSError as e:
+                sock.close()
                 last = e
                 server.close()
                 continue
-            self._server, self._udp = server, udp  # type: ignore[assignment]
+            udp = UdpEndpoint(self, loop, sock)
+            self._server, self._udp = server, udp
             self.port = port
             self.local = (self.host, port)
+            self._watch_udp(udp.get_extra_info("socket"))
             logger.info("SIP listening on udp/tcp %s:%d", self.host, port)
             return
         raise OSError(f"cannot bind UDP and TCP on {self.host}:{self.port}: {last}")
 
+    def _watch_udp(self, sock: asyncio.trsock.TransportSocket | None) -> None:
+        """Big receive buffer on the UDP socket, and a periodic look at its drop count."""
+        if sock is None:
+            return
+        try:
+            self.udp_rcvbuf = tune_udp_socket(sock)
+        except OSError as e:
+            logger.warning("cannot size the UDP receive buffer: %s", e)
+        try:
+            self._drops = UdpDropCounter(sock)
+        except OSError as e:
+            logger.debug("UDP drop counter unavailable: %s", e)
+            return
+        if self._drops.available and self._loop is not None:
+            self._drop_timer = self._loop.call_later(DROP_CHECK_INTERVAL, self._check_drops)
+
+    def _check_drops(self) -> None:
+        self._drop_timer = None
+        if self._drops is None or self._udp is None or self._loop is None:
+            return
+        self._drops.check()
+        if self._drops.available:
+            self._drop_timer = self._loop.call_later(DROP_CHECK_INTERVAL, self._check_drops)
+
     def close(self) -> None:
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._drop_timer = None
+        if self._drops is not None and self._udp is not None:
+            self._drops.check()
         if self._udp is not None:
             self._udp.close()
             self._udp = None

@@ -16,6 +16,7 @@ from drachtio_srf.sip import SipMessage
 from . import sip_build
 from .sip_transaction import TERMINATED, ClientTransaction, ServerTransaction, encode
 from .sip_transport import Source, Target, Transports
+from .timers import Timer, TimerWheel
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +60,12 @@ class SipStack:
         self.public_host = public_host
         self._transports = Transports(host, port, self._on_message)
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self._timers: TimerWheel = None  # type: ignore[assignment]  # set by start()
         self._server_txns: dict[tuple, ServerTransaction] = {}
         self._client_txns: dict[tuple[str, str], ClientTransaction] = {}
+        #: (Call-ID, our To tag) -> the INVITE transaction whose 2xx waits for its ACK
         self._awaiting_ack: dict[tuple, ServerTransaction] = {}
-        self._seen_acks: dict[tuple, asyncio.TimerHandle] = {}
+        self._seen_acks: dict[tuple, Timer] = {}
         self._closed = False
 
     @property
@@ -73,6 +76,7 @@ class SipStack:
     async def start(self) -> None:
         """Bind UDP and TCP on host:port (port 0: one free port for both)."""
         self._loop = asyncio.get_running_loop()
+        self._timers = TimerWheel(self._loop)
         await self._transports.start()
         self.port = self._transports.port
 
@@ -86,8 +90,8 @@ class SipStack:
             stx._terminate()
         for ctx in list(self._client_txns.values()):
             ctx._terminate()
-        for handle in self._seen_acks.values():
-            handle.cancel()
+        if self._timers is not None:
+            self._timers.close()
         self._seen_acks.clear()
         self._awaiting_ack.clear()
 
@@ -259,12 +263,14 @@ class SipStack:
         if method == "CANCEL":
             self._on_cancel(stx, msg, source, key)
             return
-        loop = self._loop
+        timers = self._timers
         if method == "INVITE":
             stx._respond(100, sip_build.response_to(msg, 100).encode("utf-8", "surrogateescape"), None)
-            stx._life = loop.call_later(UNANSWERED_INVITE_LIFETIME, stx._expire_unanswered)
+            stx._life = timers.call_later(UNANSWERED_INVITE_LIFETIME, stx._expire_unanswered)
         else:
-            stx._life = loop.call_later(128 * self.t1, stx._expire_unanswered)
+            stx._life = timers.call_later(128 * self.t1, stx._expire_unanswered)
+            if method == "BYE" and self._awaiting_ack:
+                self._bye_before_ack(msg, call_id)
         try:
             self.handler.on_request(stx, msg, source)
         except Exception:
@@ -277,18 +283,29 @@ class SipStack:
         if stx is not None and stx.final_sent and stx.status is not None and stx.status >= 300:
             stx._on_ack()  # ACK of our non-2xx: the transaction's business only
             return
-        ack_key = (call_id, seq, msg.to_tag)
-        stx = self._awaiting_ack.get(ack_key)
-        if stx is not None:
-            del self._awaiting_ack[ack_key]
-            stx._on_2xx_ack()
+        to_tag = msg.to_tag
+        stx = self._awaiting_ack.get((call_id, to_tag))
+        cseq = stx.request.cseq if stx is not None else None
+        ack_key = (call_id, seq, to_tag)
+        if cseq is not None and cseq.seq == seq:
+            stx._on_2xx_ack()  # type: ignore[union-attr]
         elif ack_key in self._seen_acks:
             return  # a retransmitted ACK
-        self._seen_acks[ack_key] = self._loop.call_later(64 * self.t1, self._seen_acks.pop, ack_key, None)
+        self._seen_acks[ack_key] = self._timers.call_later(64 * self.t1, self._seen_acks.pop, ack_key, None)
         try:
             self.handler.on_request(None, msg, source)
         except Exception:
             logger.exception("on_request handler failed for ACK %s", call_id)
+
+    def _bye_before_ack(self, bye: SipMessage, call_id: str) -> None:
+        """A BYE in a dialog whose 2xx still waits for its ACK: the peer has the 2xx (its ACK was
+        lost or is late), so stop resending it. Without this the 2xx goes on for 64*T1 after the
+        call ended, and a peer may take it for the answer to its BYE."""
+        stx = self._awaiting_ack.get((call_id, bye.to_tag))
+        if stx is not None:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("BYE before the ACK of the 2xx in %s: 2xx retransmission stopped", call_id)
+            stx._on_2xx_ack()
 
     def _on_cancel(self, cstx: ServerTransaction, msg: SipMessage, source: Source, key: tuple) -> None:
         invite = self._server_txns.get(key[:-1] + ("INVITE",))

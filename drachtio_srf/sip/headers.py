@@ -109,13 +109,18 @@ _PRESERVE: frozenset[str] = frozenset(
     if n.strip()
 ) | {"diversion"}
 
-# raw header name (as seen on the wire or passed by a user) -> (lookup key, stored name)
-_NAME_CACHE: dict[str, tuple[str, str]] = {}
+# raw header name (as seen on the wire or passed by a user) -> (lookup key, stored name,
+# whether serialising writes the name back exactly as ``raw``: SipMessage uses that to reuse the
+# received text when nothing in it would change)
+_NAME_CACHE: dict[str, tuple[str, str, bool]] = {}
 _NAME_CACHE_MAX = 4096
 
 
-def _resolve(raw: str) -> tuple[str, str]:
-    """(lookup key, stored name) for a header name; raises SipParseError if not a token."""
+def _resolve(raw: str) -> tuple[str, str, bool]:
+    """(lookup key, stored name, same on the wire) for a header name.
+
+    Raises SipParseError if the name is not a token.
+    """
     try:
         return _NAME_CACHE[raw]
     except KeyError:
@@ -131,10 +136,13 @@ def _resolve(raw: str) -> tuple[str, str]:
     else:
         key = COMPACT_FORMS.get(lower, lower) if len(lower) == 1 else lower
         stored = key
-    if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
-        _NAME_CACHE.clear()
-    result = (key, stored)
-    _NAME_CACHE[raw] = result
+    result = (key, stored, pretty_name(stored) == raw)
+    # SipMessage's parser looks names up before checking for continuation lines: never cache
+    # a name that starts like one
+    if raw[0] not in " \t":
+        if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
+            _NAME_CACHE.clear()
+        _NAME_CACHE[raw] = result
     return result
 
 
@@ -216,6 +224,21 @@ def parse_params(text: str) -> AttrDict:
     params = AttrDict()
     if not text:
         return params
+    if '"' not in text and " " not in text and text.isprintable():
+        # common case, no quotes and no whitespace at all (every whitespace character but the
+        # space is non-printable): nothing to strip
+        if text[0] == ";":
+            text = text[1:]
+        if ";" not in text:             # one param (";tag=..."): no split
+            name, sep, val = text.partition("=")
+            if name:
+                params[name.lower()] = val if sep else None
+            return params
+        for item in text.split(";"):
+            name, sep, val = item.partition("=")
+            if name:
+                params[name.lower()] = val if sep else None
+        return params
     items = text.split(";") if '"' not in text else _PARAM_ITEM_RE.findall(text)
     for item in items:
         name, sep, val = item.partition("=")
@@ -235,12 +258,22 @@ def parse_name_addr(value: str) -> AttrDict:
     v = value.strip()
     if not v:
         raise SipParseError("empty name-addr")
-    if v[0] == '"':
-        m = _QUOTED_RE.match(v)
-        if m is None:
-            raise SipParseError(f"unterminated quoted display name in {snippet(v)}")
-        name: str | None = unquote(m.group())
-        lt = v.find("<", m.end())
+    first = v[0]
+    name: str | None = None
+    if first == "<":
+        lt = 0
+    elif first == '"':
+        close = v.find('"', 1)
+        if close > 0 and "\\" not in v[1:close]:
+            name = v[1:close]           # no escapes: the quoted string ends at the next quote
+            close += 1
+        else:
+            m = _QUOTED_RE.match(v)
+            if m is None:
+                raise SipParseError(f"unterminated quoted display name in {snippet(v)}")
+            name = unquote(m.group())
+            close = m.end()
+        lt = v.find("<", close)
         if lt < 0:
             raise SipParseError(f"missing '<' after display name in {snippet(v)}")
     else:
@@ -250,14 +283,26 @@ def parse_name_addr(value: str) -> AttrDict:
             uri = uri.strip()
             if not uri or " " in uri:
                 raise SipParseError(f"bad name-addr: {snippet(v)}")
-            return AttrDict(name=None, uri=uri, params=parse_params(rest) if sep else AttrDict())
+            return _name_addr(None, uri, parse_params(rest) if sep else AttrDict())
         name = v[:lt].strip() or None
     gt = v.find(">", lt)
     if gt < 0:
         raise SipParseError(f"missing '>' in {snippet(v)}")
     tail = v[gt + 1:]
-    return AttrDict(name=name, uri=v[lt + 1:gt].strip(),
-                    params=parse_params(tail) if tail else AttrDict())
+    # item assignment is quicker than AttrDict(name=..., ...) (no keyword dict to build)
+    d = AttrDict()
+    d["name"] = name
+    d["uri"] = v[lt + 1:gt].strip()
+    d["params"] = parse_params(tail) if tail else AttrDict()
+    return d
+
+
+def _name_addr(name: str | None, uri: str, params: AttrDict) -> AttrDict:
+    d = AttrDict()
+    d["name"] = name
+    d["uri"] = uri
+    d["params"] = params
+    return d
 
 
 def parse_name_addr_list(lines: list[str]) -> list[AttrDict]:
@@ -270,11 +315,18 @@ def parse_name_addr_list(lines: list[str]) -> list[AttrDict]:
 
 
 def _parse_contact(lines: list[str]) -> list[AttrDict] | str:
-    if len(lines) == 1 and lines[0].strip() == "*":
-        return "*"
+    if len(lines) == 1:
+        v = lines[0].strip()
+        if v == "*":
+            return "*"
+        if v and "," not in v:          # one contact: skip the list splitting
+            return [parse_name_addr(v)]
     return parse_name_addr_list(lines)
 
 
+# the usual shape ``SIP/2.0/UDP host:port;params`` (a plain host name or IPv4 address); other
+# values (IPv6, odd spacing, lower-case transport) go through _VIA_RE
+_VIA_FAST_RE = re.compile(r"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+)(?::(\d+))?(;.*)?", re.DOTALL)
 _VIA_RE = re.compile(
     r"\s*([A-Za-z]+)\s*/\s*([^\s/]+)\s*/\s*([^\s;]+)\s+(\[[^\]]*\]|[^\s;:\[]+)(?:\s*:\s*(\d+))?\s*")
 
@@ -286,7 +338,18 @@ def parse_via(lines: list[str]) -> list[AttrDict]:
     """
     out = []
     for line in lines:
-        for item in split_commas(line):
+        for item in (line,) if line and "," not in line else split_commas(line):
+            m = _VIA_FAST_RE.fullmatch(item)
+            if m is not None:
+                protocol, host, port, rest = m.groups()
+                via = AttrDict()
+                via["version"] = "2.0"
+                via["protocol"] = protocol
+                via["host"] = host
+                via["port"] = int(port) if port else None
+                via["params"] = parse_params(rest) if rest else AttrDict()
+                out.append(via)
+                continue
             m = _VIA_RE.match(item)
             if m is None:
                 raise SipParseError(f"bad Via: {snippet(item)}")
@@ -305,10 +368,17 @@ def parse_via(lines: list[str]) -> list[AttrDict]:
 
 def parse_cseq(value: str) -> AttrDict:
     """``'1 INVITE'`` -> AttrDict{seq: 1, method: 'INVITE'}."""
-    parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise SipParseError(f"bad CSeq: {snippet(value)}")
-    return AttrDict(seq=int(parts[0]), method=parts[1])
+    seq, sep, method = value.partition(" ")
+    if not (sep and seq.isdigit() and method.isalpha()):
+        # anything but "<digits> <letters>" (the method check also rules out more whitespace)
+        parts = value.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise SipParseError(f"bad CSeq: {snippet(value)}")
+        seq, method = parts
+    d = AttrDict()
+    d["seq"] = int(seq)
+    d["method"] = method
+    return d
 
 
 def _parse_content_length(value: str) -> int:

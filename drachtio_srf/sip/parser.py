@@ -1,8 +1,11 @@
 """SipMessage: a lazily parsed SIP request or response, and its serialisation.
 
-Parsing does the minimum up front: the start line, one split of the header block into an
-ordered list of lines, and the body cut to Content-Length. Header values are parsed only when
-``get_parsed_header`` asks for them, and the result is cached until that header changes.
+Parsing does the minimum up front: the start line, one pass over the header lines building
+the ordered list of lines and an index from lookup key to values, and the body cut to
+Content-Length. Header values are parsed only when ``get_parsed_header`` asks for them, and the
+result is cached until that header changes. A received message that serialising would
+reproduce byte for byte (canonical names and spacing, exact Content-Length) keeps its text, and
+``to_string`` returns it until the message is changed.
 """
 
 from __future__ import annotations
@@ -38,8 +41,33 @@ _PART_CT_RE = re.compile(r"^(?:content-type|c)[ \t]*:[ \t]*(.*?)[ \t\r]*$",
                          re.IGNORECASE | re.MULTILINE)
 _USER_RE = re.compile(r"sips?:([^@>]*?)@", re.IGNORECASE)
 
+# methods and version whose start-line check needs no regex
+_KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
+                            "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE",
+                            "UPDATE"})
+
+# parse-cache keys of the From/To tags (a space keeps them apart from header names)
+_TAG_KEYS = {"from": " from-tag", "to": " to-tag"}
+_MISSING: Any = object()
+
+# user-supplied header name -> (lookup key, parser, parser takes the list of lines)
+_SPECS: dict[str, tuple[str, Any, bool]] = {}
+
 # (lookup key, stored name, value) of one header line
 _Line = tuple[str, str, str]
+
+
+def _spec(name: str) -> tuple[str, Any, bool]:
+    """get_parsed_header's (key, parser, multi) for a header name, cached per spelling."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        key = _key(name)
+        multi = MULTI_PARSERS.get(key)
+        spec = (key, multi, True) if multi is not None else (key, SINGLE_PARSERS.get(key), False)
+        if len(_SPECS) >= 1024:
+            _SPECS.clear()
+        _SPECS[name] = spec
+    return spec
 
 
 def _key(name: str) -> str:
@@ -90,24 +118,34 @@ class SipMessage:
     ``get_parsed_header`` are cached and shared: copy them before modifying.
     """
 
+    # Defaults live on the class so a new message stores only what it sets (faster to create);
+    # every assignment goes to the instance, so instances never share state through these.
+    method: str | None = None
+    uri: str | None = None
+    version: str = "2.0"
+    status: int | None = None
+    reason: str | None = None
+    body: str = ""
+    raw: str | None = None
+    _parsed: dict[str, Any] | None = None
+    _payload: list[AttrDict] | None = None
+    _payload_cache: tuple[str, str | None, list[AttrDict]] | None = None
+    # (text, method, uri, version, status, reason, body): the serialised form of a message
+    # parsed from canonical text, valid while no header changed (the mutators clear it) and
+    # the other fields are these same objects (see to_string)
+    _wire: tuple[str, Any, Any, str, int | None, str | None, str] | None = None
+
     def __init__(self, text: str | bytes | Mapping[str, Any] | None = None) -> None:
-        self.method: str | None = None
-        self.uri: str | None = None
-        self.version: str = "2.0"
-        self.status: int | None = None
-        self.reason: str | None = None
-        self.body: str = ""
-        self.raw: str | None = None
         self._lines: list[_Line] = []
-        self._index: dict[str, list[int]] | None = {}
-        self._parsed: dict[str, Any] | None = None
-        self._payload: list[AttrDict] | None = None
-        self._payload_cache: tuple[str, str | None, list[AttrDict]] | None = None
+        # lookup key -> the values of that header's lines, in order (None: rebuild from _lines)
+        self._index: dict[str, list[str]] | None = {}
         if text is None:
             return
-        if isinstance(text, (bytes, bytearray, memoryview)):
-            text = bytes(text).decode("utf-8", "surrogateescape")
-        if isinstance(text, str):
+        if type(text) is str:
+            self._parse(text)
+        elif isinstance(text, (bytes, bytearray, memoryview)):
+            self._parse(bytes(text).decode("utf-8", "surrogateescape"))
+        elif isinstance(text, str):
             self._parse(text)
         elif isinstance(text, Mapping):
             self._build(text)
@@ -135,64 +173,90 @@ class SipMessage:
         nlines = len(lines) - 1
         if head.count("\n") != nlines or head.count("\r") != nlines:
             _bare_line_end(lines)
-        self._parse_start(lines[0])
+        # canonical: to_string would write the header block back unchanged
+        canonical = self._parse_start(lines[0])
 
         hdrs = self._lines
         index = self._index
         assert index is not None
         cache_get = _NAME_CACHE.get
-        n = 0
-        lineno = 1
         for line in islice(lines, 1, None):
-            lineno += 1
-            if not line:
-                raise SipParseError(f"empty header line (line {lineno})")
-            first = line[0]
-            if first == " " or first == "\t":
-                if not n:
-                    raise SipParseError(f"continuation line before any header (line {lineno})")
-                k, s, v = hdrs[-1]
-                hdrs[-1] = (k, s, f"{v} {line.strip()}" if v else line.strip())
-                continue
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise SipParseError(f"header line without colon (line {lineno}): "
-                                    f"{snippet(line)}")
-            names = cache_get(name)
+            # the usual line is "Name: value" with a name seen before
+            name, sep, value = line.partition(": ")
+            names = cache_get(name) if sep else None
             if names is None:
+                canonical = False
+                if not line:
+                    raise SipParseError(f"empty header line (line {lines.index(line) + 1})")
+                first = line[0]
+                if first == " " or first == "\t":
+                    if not hdrs:
+                        raise SipParseError("continuation line before any header "
+                                            f"(line {lines.index(line) + 1})")
+                    k, s, v = hdrs[-1]
+                    v = f"{v} {line.strip()}" if v else line.strip()
+                    hdrs[-1] = (k, s, v)
+                    index[k][-1] = v
+                    continue
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise SipParseError(f"header line without colon (line "
+                                        f"{lines.index(line) + 1}): {snippet(line)}")
                 try:
-                    names = _resolve(name)
+                    names = cache_get(name) or _resolve(name)
                 except SipParseError as e:
-                    raise SipParseError(f"{e} (line {lineno})") from None
-            key = names[0]
-            pos = index.get(key)
-            if pos is None:
-                index[key] = [n]
+                    raise SipParseError(f"{e} (line {lines.index(line) + 1})") from None
+            key, stored, same = names
+            if not same:
+                canonical = False          # name written in another spelling (compact...)
+            v = value.strip()
+            if v is not value:             # (strip returns the same object when nothing to do)
+                canonical = False
+                value = v
+            if key in index:
+                index[key].append(value)
             else:
-                pos.append(n)
-            hdrs.append((key, names[1], value.strip()))
-            n += 1
+                index[key] = [value]
+            hdrs.append((key, stored, value))
 
         cl = index.get("content-length")
         if cl is not None:
-            cl_text = hdrs[cl[0]][2]
+            cl_text = cl[0]
             if not cl_text.isdigit():
                 raise SipParseError(f"bad Content-Length: {snippet(cl_text)}")
             length = int(cl_text)
             if body.isascii():
                 if length < len(body):
                     body = body[:length]
+                size = len(body)
             else:
                 data = body.encode("utf-8", "surrogateescape")
                 if length < len(data):
-                    body = data[:length].decode("utf-8", "surrogateescape")
+                    data = data[:length]
+                    body = data.decode("utf-8", "surrogateescape")
+                size = len(data)
+            if canonical and len(cl) == 1 and cl_text == str(size):
+                # the input is already what to_string would write: keep it
+                wire = text if end >= 0 and len(text) == end + 4 + len(body) else (
+                    f"{head}\r\n\r\n{body}")
+                self._wire = (wire, self.method, self.uri, self.version, self.status,
+                              self.reason, body)
         self.body = body
 
-    def _parse_start(self, line: str) -> None:
+    def _parse_start(self, line: str) -> bool:
+        """Parse the start line; whether to_string would write it back unchanged."""
+        if line.startswith("SIP/2.0 ") and line[11:12] == " ":
+            # usual response line "SIP/2.0 200 OK"
+            code = line[8:11]
+            if code.isdigit() and code[0] in "123456":
+                self.status = int(code)
+                reason = line[12:]
+                self.reason = r = reason.strip()
+                return r is reason
         if line.startswith("SIP/"):
             proto, _, rest = line.partition(" ")
             version = proto[4:]
-            if not _VERSION_RE.fullmatch(version):
+            if version != "2.0" and not _VERSION_RE.fullmatch(version):
                 raise SipParseError(f"bad start line: {snippet(line)}")
             code, _, reason = rest.lstrip().partition(" ")
             if len(code) != 3 or not code.isdigit() or code[0] not in "123456":
@@ -200,15 +264,21 @@ class SipMessage:
                                     f"{snippet(line)}")
             self.version = version
             self.status = int(code)
-            self.reason = reason.strip()
-            return
+            self.reason = reason = reason.strip()
+            return line == f"SIP/{version} {code} {reason}"
         parts = line.split(" ")
-        if (len(parts) != 3 or not parts[1] or not parts[2].startswith("SIP/")
-                or not _VERSION_RE.fullmatch(parts[2][4:]) or not _METHOD_RE.fullmatch(parts[0])):
+        if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[0] in _KNOWN_METHODS and parts[1]:
+            self.method, self.uri, _ = parts
+            return True
+        if len(parts) != 3 or not parts[1] or not (
+                (parts[2] == "SIP/2.0" or parts[2].startswith("SIP/")
+                 and _VERSION_RE.fullmatch(parts[2][4:]))
+                and (parts[0] in _KNOWN_METHODS or _METHOD_RE.fullmatch(parts[0]))):
             raise SipParseError(f"bad start line: {snippet(line)}")
         self.method = parts[0]
         self.uri = parts[1]
         self.version = parts[2][4:]
+        return True
 
     def _build(self, d: Mapping[str, Any]) -> None:
         for attr in ("method", "uri", "status", "reason", "version", "body"):
@@ -234,24 +304,35 @@ class SipMessage:
 
     # ----------------------------------------------------------------------------- index
 
-    def _idx(self) -> dict[str, list[int]]:
+    def _idx(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
             index = {}
-            for i, (k, _s, _v) in enumerate(self._lines):
-                pos = index.get(k)
-                if pos is None:
-                    index[k] = [i]
+            for k, _s, v in self._lines:
+                values = index.get(k)
+                if values is None:
+                    index[k] = [v]
                 else:
-                    pos.append(i)
+                    values.append(v)
             self._index = index
         return index
 
-    def _changed(self, key: str, reindex: bool) -> None:
-        if reindex:
-            self._index = None
-        if self._parsed is not None:
-            self._parsed.pop(key, None)
+    def _first(self, key: str) -> int:
+        """Position in _lines of the first line of a header known to be present."""
+        for i, line in enumerate(self._lines):
+            if line[0] == key:
+                return i
+        raise AssertionError(f"index out of step with header lines for {key!r}")
+
+    def _changed(self, key: str) -> None:
+        """A header changed (the index is already updated): drop what was derived from it."""
+        self._wire = None
+        parsed = self._parsed
+        if parsed is not None:
+            parsed.pop(key, None)
+            tag_key = _TAG_KEYS.get(key)
+            if tag_key is not None:
+                parsed.pop(tag_key, None)
 
     # ----------------------------------------------------------------------------- basic access
 
@@ -284,35 +365,36 @@ class SipMessage:
         self._index = {}
         self._parsed = None
         self._payload = None
+        self._wire = None
         for name, v in value.items():
             self.add(name, v)
 
     def get(self, name: str) -> str | None:
         """The value of a header (case-insensitive, compact forms too), lines joined by ','."""
-        pos = self._idx().get(_key(name))
-        if pos is None:
+        names = _NAME_CACHE.get(name)
+        index = self._index
+        values = (index if index is not None else self._idx()).get(
+            names[0] if names is not None else _key(name))
+        if values is None:
             return None
-        lines = self._lines
-        if len(pos) == 1:
-            return lines[pos[0]][2]
-        return ",".join([lines[i][2] for i in pos])
+        return values[0] if len(values) == 1 else ",".join(values)
 
     def get_all(self, name: str) -> list[str]:
         """One value per header line, in order ([] when absent)."""
-        pos = self._idx().get(_key(name))
-        if pos is None:
-            return []
-        lines = self._lines
-        return [lines[i][2] for i in pos]
+        values = self._idx().get(_key(name))
+        return [] if values is None else list(values)
 
     def has(self, name: str) -> bool:
         """Whether the header is present."""
-        return _key(name) in self._idx()
+        names = _NAME_CACHE.get(name)
+        index = self._index
+        return ((names[0] if names is not None else _key(name))
+                in (index if index is not None else self._idx()))
 
     def get_header_name(self, name: str) -> str | None:
         """The stored spelling of a header present in the message, else None."""
-        pos = self._idx().get(_key(name))
-        return self._lines[pos[0]][1] if pos else None
+        key = _key(name)
+        return self._lines[self._first(key)][1] if key in self._idx() else None
 
     def header_lines(self) -> list[tuple[str, str]]:
         """(stored name, value) of every header line, in order."""
@@ -325,37 +407,48 @@ class SipMessage:
 
         ``set({name: value, ...})`` sets several. Use replace() to overwrite a header.
         """
+        if type(name) is str:           # the usual call; skips the (slow) Mapping check
+            self._set_one(name, value)
+            return self
         items = name.items() if isinstance(name, Mapping) else ((name, value),)
         for n, v in items:
-            key, stored = self._name(n)
-            v = _check_value(v)
-            pos = self._idx().get(key)
-            if pos is None:
-                self._append(key, stored, v)
-            else:
-                last = pos[-1]
-                k, s, old = self._lines[last]
-                self._lines[last] = (k, s, f"{old},{v}" if old else v)
-                self._changed(key, False)
+            self._set_one(n, v)
         return self
+
+    def _set_one(self, name: str, value: Any) -> None:
+        key, stored = self._name(name)
+        v = _check_value(value)
+        values = self._idx().get(key)
+        if values is None:
+            self._append(key, stored, v)
+            return
+        lines = self._lines
+        last = len(lines) - 1
+        while lines[last][0] != key:
+            last -= 1
+        k, s, old = lines[last]
+        new = f"{old},{v}" if old else v
+        lines[last] = (k, s, new)
+        values[-1] = new
+        self._changed(key)
 
     def replace(self, name: str, value: Any) -> SipMessage:
         """Replace every line of a header by one (at the first one's place), or append it."""
         key, stored = self._name(name)
         v = _check_value(value)
-        pos = self._idx().get(key)
-        if pos is None:
+        index = self._idx()
+        values = index.get(key)
+        if values is None:
             self._append(key, stored, v)
             return self
-        first = pos[0]
-        k, s, _old = self._lines[first]
-        self._lines[first] = (k, s, v)
-        if len(pos) > 1:
-            drop = set(pos[1:])
-            self._lines = [line for i, line in enumerate(self._lines) if i not in drop]
-            self._changed(key, True)
-        else:
-            self._changed(key, False)
+        first = self._first(key)
+        lines = self._lines
+        lines[first] = (key, lines[first][1], v)
+        if len(values) > 1:
+            self._lines = lines[:first + 1] + [line for line in lines[first + 1:]
+                                               if line[0] != key]
+        index[key] = [v]
+        self._changed(key)
         return self
 
     def add(self, name: str, value: Any) -> SipMessage:
@@ -368,39 +461,48 @@ class SipMessage:
         """Insert a header line before the first line of that header, or at the top."""
         key, stored = self._name(name)
         v = _check_value(value)
-        pos = self._idx().get(key)
-        at = pos[0] if pos else 0
-        if pos:
-            stored = self._lines[at][1]
-        self._lines.insert(at, (key, stored, v))
-        self._changed(key, True)
+        index = self._idx()
+        values = index.get(key)
+        if values is None:
+            self._lines.insert(0, (key, stored, v))
+            index[key] = [v]
+        else:
+            at = self._first(key)
+            self._lines.insert(at, (key, self._lines[at][1], v))
+            values.insert(0, v)
+        self._changed(key)
         return self
 
     def remove(self, name: str) -> SipMessage:
         """Remove every line of a header (no error if absent)."""
         key = _key(name)
-        if key in self._idx():
+        index = self._idx()
+        if key in index:
             self._lines = [line for line in self._lines if line[0] != key]
-            self._changed(key, True)
+            del index[key]
+            self._changed(key)
         return self
 
     @staticmethod
     def _name(name: str) -> tuple[str, str]:
         try:
-            return _resolve(name)
+            names = _NAME_CACHE.get(name) or _resolve(name)
+            return names[0], names[1]
         except SipParseError:
             raise ValueError(f"bad header name: {snippet(name)}") from None
 
     def _append(self, key: str, stored: str, value: str) -> None:
-        index = self._idx()
-        pos = index.get(key)
-        if pos is None:
-            index[key] = [len(self._lines)]
+        index = self._index
+        if index is None:
+            index = self._idx()
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
         else:
-            stored = self._lines[pos[0]][1]
-            pos.append(len(self._lines))
+            stored = self._lines[self._first(key)][1]     # keep the first line's spelling
+            values.append(value)
         self._lines.append((key, stored, value))
-        self._changed(key, False)
+        self._changed(key)
 
     # ----------------------------------------------------------------------------- parsed access
 
@@ -409,26 +511,21 @@ class SipMessage:
 
         The result is cached and shared with later calls: copy it before modifying it.
         """
-        key = _key(name)
+        key, fn, multi = _SPECS.get(name) or _spec(name)
         parsed = self._parsed
         if parsed is None:
             parsed = self._parsed = {}
-        else:
-            try:
-                return parsed[key]
-            except KeyError:
-                pass
-        pos = self._idx().get(key)
-        if pos is None:
+        elif key in parsed:
+            return parsed[key]
+        index = self._index
+        values = (index if index is not None else self._idx()).get(key)
+        if values is None:
             raise LookupError(f"header '{name}' not available in SIP message")
-        lines = self._lines
-        multi = MULTI_PARSERS.get(key)
-        if multi is not None:
-            result = multi([lines[i][2] for i in pos])
+        if multi:
+            result = fn(values)
         else:
-            value = lines[pos[0]][2] if len(pos) == 1 else ",".join([lines[i][2] for i in pos])
-            single = SINGLE_PARSERS.get(key)
-            result = single(value) if single is not None else value
+            value = values[0] if len(values) == 1 else ",".join(values)
+            result = fn(value) if fn is not None else value
         parsed[key] = result
         return result
 
@@ -447,12 +544,25 @@ class SipMessage:
     @property
     def from_tag(self) -> str | None:
         """The From tag, or None."""
-        return _tag_of(self.get("from"))
+        return self._tag("from", " from-tag")
 
     @property
     def to_tag(self) -> str | None:
         """The To tag, or None."""
-        return _tag_of(self.get("to"))
+        return self._tag("to", " to-tag")
+
+    def _tag(self, key: str, tag_key: str) -> str | None:
+        # kept in the parse cache, so _changed() drops it when the header changes
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = {}
+        else:
+            tag = parsed.get(tag_key, _MISSING)
+            if tag is not _MISSING:
+                return tag  # type: ignore[no-any-return]
+        tag = _tag_of(self.get(key))
+        parsed[tag_key] = tag
+        return tag
 
     def _caller_header(self) -> str | None:
         pai = self.get("p-asserted-identity")
@@ -511,6 +621,15 @@ class SipMessage:
 
     def to_string(self) -> str:
         """Serialise: start line, headers in order, Content-Length = body UTF-8 bytes, body."""
+        wire = self._wire
+        if wire is not None:
+            # parsed from text this would reproduce; still valid if every start-line field and
+            # the body are the same objects (identity implies equal output)
+            if (wire[1] is self.method and wire[2] is self.uri and wire[3] is self.version
+                    and wire[4] is self.status and wire[5] is self.reason
+                    and wire[6] is self.body):
+                return wire[0]
+            self._wire = None
         if self.method:
             out = [f"{self.method} {stringify_uri(self.uri or '')} SIP/{self.version or '2.0'}"]
         elif self.status:
@@ -553,6 +672,7 @@ class SipMessage:
         m.status, m.reason, m.body, m.raw = self.status, self.reason, self.body, self.raw
         m._lines = list(self._lines)
         m._index = None
+        m._wire = self._wire
         if self._payload is not None:
             m._payload = [AttrDict(p) for p in self._payload]
         return m

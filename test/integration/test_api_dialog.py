@@ -6,8 +6,8 @@ from __future__ import annotations
 import queue
 
 import pytest
-from conftest import SDP, WAIT, Callback, complete, get, invoke
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, Callback, complete, get, invoke
 
 from drachtio_srf import Dialog, SipEndpointInfo, SipInfo
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import queue
 
-from conftest import SDP, WAIT, get, invoke
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, get, invoke
 
 
 def test_incoming_invite_fields(srf, server, far_end):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 
 import pytest
-from conftest import SDP, WAIT, Callback, get
+from itest_support import SDP, WAIT, Callback, get
 
 from drachtio_srf import Response
 

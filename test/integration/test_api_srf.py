@@ -6,8 +6,8 @@ import queue
 from collections.abc import Iterator
 
 import pytest
-from conftest import SDP, WAIT, Callback, get, invoke, no_leaked_threads
 from helpers import LOOPBACK, SECRET, ServerProcess, free_port
+from itest_support import SDP, WAIT, Callback, get, invoke, no_leaked_threads
 
 from drachtio_srf import Srf
 

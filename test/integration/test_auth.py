@@ -4,8 +4,8 @@ from __future__ import annotations
 import queue
 
 import pytest
-from conftest import SDP, WAIT, Callback, camel, get, invoke
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, Callback, camel, get, invoke
 
 from drachtio_srf import SipError
 

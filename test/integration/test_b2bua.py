@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import WAIT, camel, get
 from helpers import LOOPBACK
+from itest_support import WAIT, camel, get
 
 from drachtio_srf import SipError
 

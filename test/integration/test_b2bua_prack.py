@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 
-from conftest import get
+from itest_support import get
 from test_b2bua import connected_call
 
 

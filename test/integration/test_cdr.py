@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import SDP, WAIT, complete, get, invoke, no_leaked_threads
 from helpers import LOOPBACK, SECRET, ServerProcess
+from itest_support import SDP, WAIT, complete, get, invoke, no_leaked_threads
 
 from drachtio_srf import Srf
 

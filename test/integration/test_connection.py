@@ -1,8 +1,8 @@
 """Connecting to the server: the right secret works, a wrong one is refused, nothing is left running."""
 from __future__ import annotations
 
-from conftest import WAIT, invoke, no_leaked_threads
 from helpers import LOOPBACK
+from itest_support import WAIT, invoke, no_leaked_threads
 
 from drachtio_srf import Srf
 from drachtio_srf.errors import AuthenticationError, DrachtioError

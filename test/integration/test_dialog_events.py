@@ -4,7 +4,7 @@ from __future__ import annotations
 import queue
 
 import pytest
-from conftest import SDP, complete, get
+from itest_support import SDP, complete, get
 
 METHODS = ["INFO", "NOTIFY", "REFER", "UPDATE"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import queue
 
-from conftest import SDP, WAIT, complete, get, invoke
+from itest_support import SDP, WAIT, complete, get, invoke
 
 
 def _answered_dialog(srf, server, far_end, style, scenario):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import queue
 
-from conftest import SDP, WAIT, complete, get
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, complete, get
 
 
 def test_uas_update_listener_answers_then_call_is_answered(srf, server, far_end, style):

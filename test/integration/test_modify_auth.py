@@ -2,8 +2,8 @@
 re-sent one; the new session is in place and the call goes on."""
 from __future__ import annotations
 
-from conftest import SDP, WAIT, invoke
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, invoke
 
 CREDS = {"username": "bob", "password": "secret"}
 NEW_SDP = SDP.replace("s=drachtio-itest", "s=drachtio-modified")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SDP, WAIT, complete, get, no_leaked_threads
 from helpers import LOOPBACK, SECRET, ServerProcess, free_port
+from itest_support import SDP, WAIT, complete, get, no_leaked_threads
 
 from drachtio_srf import Srf
 

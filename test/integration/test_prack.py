@@ -3,39 +3,44 @@ from __future__ import annotations
 
 import queue
 
-from conftest import SDP, WAIT, complete, get
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, complete, get
 
 
 def test_uas_reliable_183_then_answer_after_prack(srf, server, far_end, style):
-    """res.send(183, {Require: 100rel, body}, cb, fn_prack): the PRACK reaches fn_prack; then 200."""
-    events: queue.Queue = queue.Queue()
+    """res.send(183, {Require: 100rel, body}, cb, fn_prack): the PRACK reaches fn_prack; then 200.
+
+    One queue per event: with a Future, the handler blocked in .result() may wake after fn_prack
+    has already run on another thread, so "sent" and "prack" have no fixed order."""
+    sent_q: queue.Queue = queue.Queue()
+    prack_q: queue.Queue = queue.Queue()
+    uas_q: queue.Queue = queue.Queue()
 
     def on_invite(req, res):
         def on_prack(prack):
-            events.put(("prack", prack))
-            complete(style, lambda err, dialog: events.put(("uas", err, dialog)),
+            prack_q.put(prack)
+            complete(style, lambda err, dialog: uas_q.put((err, dialog)),
                      srf.create_uas, req, res, opts={"local_sdp": SDP})
 
         opts = {"headers": {"Require": "100rel"}, "body": SDP}
         if style == "callback":
-            res.send(183, opts, lambda err, msg: events.put(("sent", err, msg)), on_prack)
+            res.send(183, opts, lambda err, msg: sent_q.put((err, msg)), on_prack)
         else:
             fut = res.send(183, None, opts, None, on_prack)
             try:
-                events.put(("sent", None, fut.result(WAIT)))
+                sent_q.put((None, fut.result(WAIT)))
             except Exception as exc:  # noqa: BLE001 - reported to the test thread
-                events.put(("sent", exc, None))
+                sent_q.put((exc, None))
 
     srf.invite(on_invite)
     caller = far_end("prack-uac.xml", server.sip_port)
-    kind, err, sent = get(events, "the 183's send to complete")
-    assert kind == "sent" and err is None, err
+    err, sent = get(sent_q, "the 183's send to complete")
+    assert err is None, err
     assert sent.status == 183 and sent.get("RSeq") == "1" and "s=drachtio-itest" in sent.body
-    kind, prack = get(events, "fn_prack")
-    assert kind == "prack" and prack.method == "PRACK"
+    prack = get(prack_q, "fn_prack")
+    assert prack.method == "PRACK"
     assert prack.get("RAck") == "1 1 INVITE"
-    kind, err, dialog = get(events, "create_uas after the PRACK")
+    err, dialog = get(uas_q, "create_uas after the PRACK")
     assert err is None, err
     caller.expect_success()
     assert dialog.sip.local_tag == sent.to_tag

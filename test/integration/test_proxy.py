@@ -5,8 +5,8 @@ import queue
 import socket
 
 import pytest
-from conftest import WAIT, complete, get
 from helpers import LOOPBACK
+from itest_support import WAIT, complete, get
 
 from drachtio_srf import DrachtioError
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import get
 from helpers import LOOPBACK, ServerProcess
+from itest_support import get
 from test_cdr import record_cdrs
 from test_proxy import outcome, proxy_on_invite, uri
 

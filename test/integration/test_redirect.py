@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SDP, WAIT, invoke
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, invoke
 
 from drachtio_srf import SipError
 

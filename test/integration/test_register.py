@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import queue
 
-from conftest import WAIT, get, invoke
 from helpers import LOOPBACK
+from itest_support import WAIT, get, invoke
 
 
 def test_registration_of_register_refresh_and_unregister(srf, server, far_end, style):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import queue
 
-from conftest import WAIT, get, no_leaked_threads
 from helpers import LOOPBACK, SECRET
+from itest_support import WAIT, get, no_leaked_threads
 
 from drachtio_srf import Srf
 from examples import simple_uas

@@ -2,6 +2,7 @@
 registry, connection events across a server restart, a malformed frame, package exports."""
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import threading
@@ -9,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SDP, WAIT, complete, get, invoke, no_leaked_threads
 from helpers import LOOPBACK, SECRET, ServerProcess
+from itest_support import SDP, WAIT, complete, get, invoke, no_leaked_threads
 
 import drachtio_srf
 from drachtio_srf import SipError, Srf, wire
@@ -248,10 +249,16 @@ class GarbageServer:
                 conn.sendall(b"12x#not a frame at all")
 
     def close(self) -> None:
+        # shutdown() wakes the accept() blocked in _run (close() alone does not, on Linux)
+        with contextlib.suppress(OSError):
+            self._lsock.shutdown(socket.SHUT_RDWR)
         self._lsock.close()
         for c in self._conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
             c.close()
         self._thread.join(5)
+        assert not self._thread.is_alive(), "the garbage server's accept loop did not stop"
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import queue
 
-from conftest import SDP, WAIT, complete, get, invoke
 from helpers import LOOPBACK
+from itest_support import SDP, WAIT, complete, get, invoke
 
 
 def test_answer_over_tcp(srf, server, far_end, style):

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SDP, WAIT, Callback, complete, get, invoke, no_leaked_threads
 from helpers import LOOPBACK, SECRET, ServerProcess
+from itest_support import SDP, WAIT, Callback, complete, get, invoke, no_leaked_threads
 
 from drachtio_srf import ConnectionLostError, Srf
 

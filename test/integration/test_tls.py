@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SDP, WAIT, complete, get, invoke, no_leaked_threads
 from helpers import LOOPBACK, SECRET, ServerProcess, free_port
+from itest_support import SDP, WAIT, complete, get, invoke, no_leaked_threads
 
 from drachtio_srf import Srf
 from drachtio_srf.server import EmbeddedServer

@@ -11,7 +11,6 @@ import socket
 import threading
 
 import pytest
-from conftest import request
 from drachtio_ctl import ControlClient
 
 from drachtio_srf.server import EmbeddedServer
@@ -91,17 +90,17 @@ def recv_final(caller: socket.socket) -> SipMessage:
             return msg
 
 
-def invite(server: EmbeddedServer, caller: socket.socket, call_id: str) -> bytes:
-    data = request("INVITE", server.sip_port, call_id=call_id, from_port=caller.getsockname()[1],
-                   branch=f"z9hG4bK-{call_id}")
+def invite(kit, server: EmbeddedServer, caller: socket.socket, call_id: str) -> bytes:
+    data = kit.request("INVITE", server.sip_port, call_id=call_id, from_port=caller.getsockname()[1],
+                       branch=f"z9hG4bK-{call_id}")
     caller.sendto(data, (LOOPBACK, server.sip_port))
     return data
 
 
-def test_request_is_the_first_sip_frame_after_authenticate(listener, caller):
+def test_request_is_the_first_sip_frame_after_authenticate(kit, listener, caller):
     server = EmbeddedServer(admin_port=0, sip_port=0, outbound={"INVITE": f"tcp://{LOOPBACK}:{listener.port}"})
     with server:
-        invite(server, caller, "out-1")
+        invite(kit, server, caller, "out-1")
         app = listener.next_connection()
         try:
             reply = app.authenticate()
@@ -119,10 +118,10 @@ def test_request_is_the_first_sip_frame_after_authenticate(listener, caller):
             app.close()
 
 
-def test_wrong_secret_gives_480(listener, caller):
+def test_wrong_secret_gives_480(kit, listener, caller):
     server = EmbeddedServer(admin_port=0, sip_port=0, outbound={"*": f"tcp://{LOOPBACK}:{listener.port}"})
     with server:
-        invite(server, caller, "out-2")
+        invite(kit, server, caller, "out-2")
         app = listener.next_connection()
         try:
             assert app.authenticate("wrong").field(3) == "NO"
@@ -132,21 +131,21 @@ def test_wrong_secret_gives_480(listener, caller):
             app.close()
 
 
-def test_nobody_listening_gives_480(caller):
+def test_nobody_listening_gives_480(kit, caller):
     lsock = socket.socket()
     lsock.bind((LOOPBACK, 0))
     port = lsock.getsockname()[1]
     lsock.close()                         # a port with nothing listening: connection refused
     with EmbeddedServer(admin_port=0, sip_port=0, outbound={"INVITE": f"tcp://{LOOPBACK}:{port}"}) as server:
-        invite(server, caller, "out-3")
+        invite(kit, server, caller, "out-3")
         final = recv_final(caller)
         assert final.status == 480 and final.call_id == "out-3"
 
 
-def test_cancel_before_authenticate_is_not_delivered(listener, caller):
+def test_cancel_before_authenticate_is_not_delivered(kit, listener, caller):
     server = EmbeddedServer(admin_port=0, sip_port=0, outbound={"INVITE": f"tcp://{LOOPBACK}:{listener.port}"})
     with server:
-        data = invite(server, caller, "out-4")
+        data = invite(kit, server, caller, "out-4")
         app = listener.next_connection()
         try:
             cancel = re.sub(rb"INVITE", b"CANCEL", data)

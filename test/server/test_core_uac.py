@@ -29,7 +29,10 @@ def app(server):
 
 
 def uas(scenario: str) -> Sipp:
-    return Sipp(None, scenario=scenario)
+    """sipp as the called party, already listening (a request sent before it binds is lost)."""
+    sipp = Sipp(None, scenario=scenario)
+    sipp.wait_listening()
+    return sipp
 
 
 def test_options_out_of_dialog(server, app):
@@ -65,7 +68,7 @@ def test_options_out_of_dialog(server, app):
 
 
 def test_invite_ack_info_bye(server, app):
-    sipp = uas("uas")
+    sipp = uas("uas-ring-answer-bye.xml")
     try:
         uri = f"sip:service@127.0.0.1:{sipp.port}"
         echo = app.request(f"INVITE {uri} SIP/2.0\r\nContent-Length: {len(SDP)}\r\n\r\n{SDP}")
@@ -123,10 +126,10 @@ def test_app_cancels_its_invite(server, app):
 
 
 def test_proxy_with_record_route(server, app):
+    app.route("invite")     # before the caller starts: an INVITE nobody routes is rejected
     far = uas("server-uas-rr.xml")
     caller = Sipp(server.sip_port, scenario="server-uac-rr.xml")
     try:
-        app.route("invite")
         inv = app.sip_method("INVITE")
         dest = f"sip:service@127.0.0.1:{far.port}"
         msg_id = app.command(wire.proxy, inv.fields[8], [dest],

@@ -64,9 +64,9 @@ async def test_sipp_cancels_a_ringing_call(kit):
 
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 async def test_outgoing_invite_to_sipp_uas(kit, transport):
-    """INVITE to sipp's built-in UAS: 180 and 200 come back; ACK (stateless) and BYE complete it."""
+    """INVITE to a sipp UAS: 180 and 200 come back; ACK (stateless) and BYE complete it."""
     stack = await start_stack(kit.Recorder())
-    sipp = Sipp(None, scenario="uas", transport=transport)
+    sipp = Sipp(None, scenario="uas-ring-answer-bye.xml", transport=transport)
     proto = "udp" if transport == "u1" else "tcp"
     target = Target(proto, "127.0.0.1", sipp.port)
     responses: asyncio.Queue = asyncio.Queue()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import uuid
 
 import pytest
 from client_fake import SDP_A, SDP_B, WAIT, FakeServer, invite, response
@@ -47,7 +48,10 @@ def test_retry_reuses_call_id_and_from_tag_bumps_cseq_and_pins_host_name_next_ho
                              auth={"username": "u", "password": "p"})
     authenticated: queue.Queue = queue.Queue()
     req.on("authenticate", authenticated.put)
-    server.deliver(response(401, "Unauthorized", extra=CHALLENGE), txn_id="u1")
+    # a nonce no other test has answered: nonce counts are kept per process, so nc is 1 only
+    # for a nonce's first use whatever order the tests run in
+    fresh = CHALLENGE.replace('nonce="abc"', f'nonce="{uuid.uuid4().hex}"')
+    server.deliver(response(401, "Unauthorized", extra=fresh), txn_id="u1")
     retry = server.sip_frame("INVITE ")
     msg = sip_of(retry)
     assert msg.uri == "sip:far@example.com;transport=tcp"

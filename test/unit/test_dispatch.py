@@ -410,3 +410,177 @@ def test_future_works_with_asyncio_wrap_future(dispatcher: Dispatcher) -> None:
 def test_dispatcher_rejects_bad_size() -> None:
     with pytest.raises(ValueError):
         Dispatcher(max_workers=0)
+
+
+# ---------------------------------------------------------------------------- Dispatcher.hold
+
+def _recorder(n_expected: int) -> tuple[list[object], threading.Event, object]:
+    """A task that appends its argument; the event is set once ``n_expected`` were recorded."""
+    seen: list[object] = []
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def record(x: object) -> None:
+        with lock:
+            seen.append(x)
+            if len(seen) >= n_expected:
+                done.set()
+    return seen, done, record
+
+
+def test_held_key_queues_tasks_and_runs_them_in_order_after_release(dispatcher: Dispatcher) -> None:
+    seen, done, record = _recorder(5)
+    handle = dispatcher.hold("k")
+    for n in range(5):
+        dispatcher.submit("k", record, n)
+    dispatcher.submit("other", record, "other")       # other keys are not held
+    assert not done.wait(0.2)
+    assert seen == ["other"]
+    assert dispatcher.held("k") and not dispatcher.idle("k")
+    handle.release()
+    assert done.wait(WAIT)
+    assert [x for x in seen if x != "other"] == [0, 1, 2, 3, 4]
+    assert not dispatcher.held("k")
+
+
+def test_release_from_a_timer_callback(dispatcher: Dispatcher) -> None:
+    timers = Timers(name="test-timers")
+    seen, done, record = _recorder(3)
+    released_on: list[str] = []
+    try:
+        handle = dispatcher.hold("k")
+        for n in range(3):
+            dispatcher.submit("k", record, n)
+
+        def release() -> None:
+            released_on.append(threading.current_thread().name)
+            handle.release()
+        timers.call_later(0.05, release)
+        assert done.wait(WAIT)
+        assert seen == [0, 1, 2]
+        assert released_on == ["test-timers"]
+    finally:
+        timers.shutdown()
+
+
+def test_double_and_concurrent_release_is_harmless(dispatcher: Dispatcher) -> None:
+    seen, done, record = _recorder(4)
+    handle = dispatcher.hold("k")
+    dispatcher.submit("k", record, 0)
+    dispatcher.submit("k", record, 1)
+    releasers = [threading.Thread(target=handle.release) for _ in range(8)]
+    for t in releasers:
+        t.start()
+    for t in releasers:
+        t.join(WAIT)
+    handle.release()
+    assert handle.released
+    dispatcher.submit("k", record, 2)
+    second = dispatcher.hold("k")               # the key can be held again afterwards
+    dispatcher.submit("k", record, 3)
+    second.release()
+    second.release()
+    assert done.wait(WAIT)
+    last = threading.Event()
+    dispatcher.submit("k", last.set)            # serial: once it ran, nothing else is pending
+    assert last.wait(WAIT)
+    assert seen == [0, 1, 2, 3]                 # each task ran exactly once, in order
+
+
+def test_hold_on_a_key_with_a_running_task(dispatcher: Dispatcher) -> None:
+    """The running task finishes; tasks submitted before the hold run, those after it wait."""
+    seen, done, record = _recorder(4)
+    started = threading.Event()
+    go_on = threading.Event()
+
+    def running() -> None:
+        started.set()
+        go_on.wait(WAIT)
+        record("running")
+    dispatcher.submit("k", running)
+    assert started.wait(WAIT)
+    dispatcher.submit("k", record, "before")
+    handle = dispatcher.hold("k")
+    dispatcher.submit("k", record, "after")
+    go_on.set()
+    assert not done.wait(0.2)
+    assert seen == ["running", "before"]
+    assert dispatcher.held("k")
+    handle.release()
+    dispatcher.submit("k", record, "later")
+    assert done.wait(WAIT)
+    assert seen == ["running", "before", "after", "later"]
+
+
+def test_first_hold_stops_the_queue_right_after_the_running_task(dispatcher: Dispatcher) -> None:
+    """``first=True`` (a task holding its own key): what was already queued waits too."""
+    seen, done, record = _recorder(3)
+    holds: list = []
+
+    def holder() -> None:
+        holds.append(dispatcher.hold("k", first=True))
+        record("holder")
+    dispatcher.submit("k", holder)
+    dispatcher.submit("k", record, "queued")
+    dispatcher.submit("k", record, "queued-2")
+    assert not done.wait(0.2)
+    assert seen == ["holder"]
+    holds[0].release()
+    assert done.wait(WAIT)
+    assert seen == ["holder", "queued", "queued-2"]
+
+
+def test_hold_released_before_it_reaches_the_head_is_skipped(dispatcher: Dispatcher) -> None:
+    seen, done, record = _recorder(2)
+    go_on = threading.Event()
+    dispatcher.submit("k", go_on.wait, WAIT)
+    handle = dispatcher.hold("k")
+    dispatcher.submit("k", record, 0)
+    handle.release()                            # still behind the running task
+    dispatcher.submit("k", record, 1)
+    go_on.set()
+    assert done.wait(WAIT)
+    assert seen == [0, 1]
+
+
+def test_shutdown_releases_holds_and_runs_their_tasks() -> None:
+    d = Dispatcher(max_workers=4, name="test-hold-shutdown")
+    seen, done, record = _recorder(2)
+    d.hold("k")
+    d.hold("j", first=True)
+    d.submit("k", record, "k")
+    d.submit("j", record, "j")
+    d.shutdown(wait=True, timeout=WAIT)
+    assert done.is_set() and sorted(seen) == ["j", "k"]
+    assert not _module_threads("test-hold-shutdown")
+
+
+def test_hold_needs_a_key(dispatcher: Dispatcher) -> None:
+    with pytest.raises(ValueError):
+        dispatcher.hold(None)
+
+
+def test_200_concurrent_holds_occupy_no_workers() -> None:
+    """Held keys cost no thread: 200 held dialogs with queued events start no worker at all,
+    and after release everything runs on a pool far smaller than the number of holds."""
+    d = Dispatcher(max_workers=64, name="test-hold-many")
+    timers = Timers(name="test-hold-timers")
+    keys = [f"dlg-{n}" for n in range(200)]
+    seen, done, record = _recorder(3 * len(keys))
+    try:
+        before = threading.active_count()
+        handles = [d.hold(k) for k in keys]
+        for k in keys:
+            for n in range(3):
+                d.submit(k, record, (k, n))
+        assert threading.active_count() == before         # nothing runnable: no worker started
+        assert not _module_threads("test-hold-many")
+        for h in handles:
+            timers.call_later(0.0, h.release)
+        assert done.wait(WAIT)
+        assert len(_module_threads("test-hold-many")) <= 64
+        for k in keys:
+            assert [n for kk, n in seen if kk == k] == [0, 1, 2]   # type: ignore[misc]
+    finally:
+        timers.shutdown()
+        d.shutdown(wait=True, timeout=WAIT)

@@ -213,3 +213,54 @@ def test_reason_phrase():
     assert reason_phrase(299) == "Success"
     assert reason_phrase(700) == ""
     assert reason_phrase(42) == ""
+
+
+# --------------------------------------------------------------------------- shortcuts
+# parse_params, parse_via, parse_name_addr and parse_cseq take shortcuts for the usual shapes;
+# each case below pairs a usual value with a spelling that takes the general path.
+
+@pytest.mark.parametrize("usual,general", [
+    (";tag=8a2b", " ; tag = 8a2b "),
+    (";TAG=AbC", "; TAG=AbC"),
+    (";branch=z9hG4bK-1;rport", ";branch=z9hG4bK-1 ;rport"),
+    (";received=1.2.3.4;branch=b;rport=5080;lr", "; received=1.2.3.4;branch=b;rport=5080;lr"),
+    ("tag=x", " tag=x"),
+    (";a=b=c;=x;;d=", "; a=b=c;=x;;d= "),
+    (";lr;lr=1;LR", ";lr ;lr=1;LR"),
+])
+def test_parse_params_shortcut_matches_general_rules(usual, general):
+    assert parse_params(usual) == parse_params(general)
+
+
+def test_parse_params_other_whitespace_is_stripped():
+    assert parse_params(";tag=a\x0b") == {"tag": "a"}
+    assert parse_params(";\xa0lr") == {"lr": None}
+
+
+@pytest.mark.parametrize("usual,general", [
+    ("SIP/2.0/UDP 10.0.0.1:5060;branch=z9;rport", "SIP/2.0/UDP  10.0.0.1 : 5060 ;branch=z9;rport"),
+    ("SIP/2.0/TCP host.example.com;branch=z9", "SIP/2.0/tcp host.example.com;branch=z9"),
+    ("SIP/2.0/WSS a-b.c:443", "SIP / 2.0 / WSS a-b.c:443"),
+])
+def test_parse_via_shortcut_matches_general_rules(usual, general):
+    assert parse_via([usual]) == parse_via([general])
+
+
+def test_parse_via_unusual_hosts_and_errors_still_handled():
+    assert parse_via(["SIP/2.0/UDP h_1:5060;branch=x"])[0].host == "h_1"
+    assert parse_via(["SIP/2.0/UDP [2001:db8::1]:5060"])[0].host == "2001:db8::1"
+    for bad in ("SIP/2.0/UDP host:5060x", "SIP/2.0/UDP host junk"):
+        with pytest.raises(SipParseError, match="bad Via"):
+            parse_via([bad])
+
+
+def test_parse_name_addr_quoted_names_with_and_without_escapes():
+    assert parse_name_addr('"Al" <sip:a@b>;tag=1').name == "Al"
+    assert parse_name_addr('"A \\"q\\" B" <sip:a@b>').name == 'A "q" B'
+    assert parse_name_addr('"A\\\\" <sip:a@b>').name == "A\\"
+    assert parse_name_addr('"a<b>" <sip:c@d>').uri == "sip:c@d"
+
+
+def test_parse_cseq_shortcut_matches_general_rules():
+    assert parse_cseq("7 INVITE") == parse_cseq(" 7   INVITE ") == {"seq": 7, "method": "INVITE"}
+    assert parse_cseq("7 X-CUSTOM") == {"seq": 7, "method": "X-CUSTOM"}

@@ -9,7 +9,7 @@ import pytest
 
 from drachtio_srf.sip import AttrDict, SipMessage, SipParseError
 
-TRANSCRIPTS = Path("/work/shared/wire-transcripts")
+TRANSCRIPTS = Path(__file__).resolve().parent.parent / "data" / "wire-transcripts"
 _FRAME_HEAD = re.compile(r"^(?:APP->SERVER|SERVER->APP) (\d+)#\n", re.MULTILINE)
 
 
@@ -638,3 +638,160 @@ def test_fuzz_mutations_parse_or_raise_sip_parse_error():
             for _ in range(rng.randrange(1, 6)):
                 chars[rng.randrange(len(chars))] = rng.choice(alphabet)
             _exercise("".join(chars))
+
+
+# --------------------------------------------------------------------------- fast paths
+# The parser keeps the received text when serialising would reproduce it, and takes shortcuts
+# for the usual shapes of lines and values. These tests check the shortcuts give exactly what
+# the general rules give. replace("Content-Length", ...) never changes the output (the length
+# is recomputed and keeps its place) but counts as a change, so it forces a full rendering.
+
+def _rendered(text: str) -> str:
+    m = SipMessage(text)
+    m.replace("Content-Length", "0")
+    return m.to_string()
+
+
+EDGE_TEXTS = [
+    RESPONSE,
+    INVITE,
+    RESPONSE.replace("Call-ID: x@y", "Call-ID:  x@y"),
+    RESPONSE.replace("Call-ID: x@y", "Call-ID: x@y "),
+    RESPONSE.replace("Call-ID: x@y", "Call-ID: x@y\t"),
+    RESPONSE.replace("Call-ID: x@y", "Call-ID: x@y\x0b"),
+    RESPONSE.replace("Call-ID: x@y", "Call-ID: \xa0x@y"),
+    RESPONSE.replace("Call-ID: x@y", "Call-ID:x@y"),
+    RESPONSE.replace("Call-ID: x@y", "Call-ID : x@y"),
+    RESPONSE.replace("Call-ID: x@y", "call-id: x@y"),
+    RESPONSE.replace("Call-ID: x@y", "i: x@y"),
+    RESPONSE.replace("Call-ID: x@y", "Min-SE: 90"),
+    RESPONSE.replace("Call-ID: x@y", "Subject: a\r\n b"),
+    RESPONSE.replace("Call-ID: x@y", "X-Mixed-Case: 1\r\nx-mixed-case: 2"),
+    RESPONSE.replace("Content-Length: 0", "Content-Length: 00"),
+    RESPONSE.replace("Content-Length: 0", "Content-Length: 0\r\nContent-Length: 0"),
+    RESPONSE.replace("Content-Length: 0\r\n", ""),
+    RESPONSE.replace("Content-Length: 0", "Content-Length: 3") + "abcdef",
+    RESPONSE.replace("Content-Length: 0", "Content-Length: 9") + "abc",
+    RESPONSE.replace("Content-Length: 0", "Content-Length: 2") + "\xe9",
+    RESPONSE.replace("SIP/2.0 486 Busy Here", "SIP/2.0 486  Busy Here"),
+    RESPONSE.replace("SIP/2.0 486 Busy Here", "SIP/2.0 486 Busy Here "),
+    RESPONSE.replace("SIP/2.0 486 Busy Here", "SIP/2.0 486 "),
+    RESPONSE.replace("SIP/2.0 486 Busy Here", "SIP/2.0 486"),
+    RESPONSE.replace("SIP/2.0 486 Busy Here", "SIP/3.1 486 Busy Here"),
+    "\r\n" + RESPONSE,
+    RESPONSE.removesuffix("\r\n"),
+    "OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+    "FOO-BAR sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("text", EDGE_TEXTS)
+def test_kept_text_equals_full_rendering(text):
+    assert SipMessage(text).to_string() == _rendered(text)
+
+
+def test_canonical_message_serialises_to_its_own_text():
+    assert SipMessage(RESPONSE).to_string() == RESPONSE
+    assert str(SipMessage(RESPONSE.encode())) == RESPONSE
+
+
+def test_compact_and_odd_spacing_lines_serialise_canonically_from_kept_lines():
+    text = ("INVITE sip:b@h SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+            "f:<sip:a@h>;tag=1\r\nTo :  <sip:b@h> \r\ni: c@h\r\nCSeq: 1 INVITE\r\n"
+            "Min-SE: 90\r\nl: 3\r\n\r\nabc")
+    m = SipMessage(text)
+    expected = ("INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                "From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c@h\r\nCSeq: 1 INVITE\r\n"
+                "Min-Se: 90\r\nContent-Length: 3\r\n\r\nabc")
+    assert m.to_string() == expected == _rendered(text).replace("Length: 0", "Length: 3")
+    assert m.to_string() == expected                  # second call: same text
+    copy = m.copy()
+    copy.set("Subject", "s")
+    assert copy.to_string() == expected.replace("\r\n\r\n", "\r\nSubject: s\r\n\r\n")
+    assert m.to_string() == expected
+    twice = "SIP/2.0 200 OK\r\nv: SIP/2.0/UDP h\r\nVia: SIP/2.0/UDP g\r\nv: SIP/2.0/UDP h\r\nl: 0\r\n\r\n"
+    assert SipMessage(twice).to_string() == (
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nVia: SIP/2.0/UDP g\r\nVia: SIP/2.0/UDP h\r\n"
+        "Content-Length: 0\r\n\r\n") == _rendered(twice)
+
+
+def test_fuzzed_messages_kept_text_equals_full_rendering():
+    rng = random.Random(7)
+    alphabet = ' \t\r\n:;,<>"@=\x0b\xa0abc019'
+    for text in [t for _, t in SIP_TEXTS] + [INVITE, RESPONSE]:
+        assert SipMessage(text).to_string() == _rendered(text)
+        for _ in range(30):
+            chars = list(text)
+            for _ in range(rng.randrange(1, 4)):
+                chars[rng.randrange(len(chars))] = rng.choice(alphabet)
+            fuzzed = "".join(chars)
+            try:
+                out = SipMessage(fuzzed).to_string()
+            except (SipParseError, ValueError):
+                continue
+            assert out == _rendered(fuzzed)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.set("Subject", "hi"),
+    lambda m: m.set("Call-ID", "more"),
+    lambda m: m.replace("To", "<sip:e@f>"),
+    lambda m: m.add("Via", "SIP/2.0/TCP h2"),
+    lambda m: m.prepend("Via", "SIP/2.0/TCP h0"),
+    lambda m: m.remove("From"),
+    lambda m: setattr(m, "headers", {"Call-ID": "only"}),
+    lambda m: setattr(m, "body", "v=0\r\n"),
+    lambda m: setattr(m, "status", 180),
+    lambda m: setattr(m, "reason", "Ringing"),
+    lambda m: setattr(m, "version", "3.0"),
+    lambda m: (setattr(m, "status", None), setattr(m, "method", "BYE"),
+               setattr(m, "uri", "sip:x@y")),
+])
+def test_serialisation_follows_every_change(change):
+    kept = SipMessage(RESPONSE)
+    kept.to_string()
+    rendered = SipMessage(RESPONSE.replace("Call-ID: x@y", "i: x@y"))
+    change(kept)
+    change(rendered)
+    assert kept.to_string() == rendered.to_string()
+    copy = kept.copy()
+    assert copy.to_string() == kept.to_string()
+
+
+def test_tags_follow_header_changes():
+    m = SipMessage(RESPONSE)
+    assert (m.from_tag, m.to_tag) == ("1", "2")
+    m.replace("From", "<sip:a@b>;tag=9")
+    m.remove("To")
+    assert (m.from_tag, m.to_tag) == ("9", None)
+    m.set("t", "<sip:c@d>;tag=3")
+    assert m.to_tag == "3"
+    m.headers = {"From": "<sip:a@b>"}
+    assert m.from_tag is None
+
+
+def test_continuation_line_never_taken_for_a_header_name():
+    # a name looked up with a leading space is accepted (and stripped) ...
+    assert SipMessage(RESPONSE).get(" Subject") is None
+    # ... but a line starting with one stays a continuation line
+    m = SipMessage("OPTIONS sip:a@b SIP/2.0\r\nSubject: a\r\n Subject: b\r\n\r\n")
+    assert m.get("subject") == "a Subject: b"
+    assert m.get_all("subject") == ["a Subject: b"]
+
+
+def test_known_name_without_colon_is_still_an_error():
+    SipMessage(RESPONSE).get("Subject")
+    with pytest.raises(SipParseError, match="without colon"):
+        SipMessage("OPTIONS sip:a@b SIP/2.0\r\nSubject\r\n\r\n")
+
+
+def test_index_stays_in_step_with_lines_through_mutations():
+    m = SipMessage(INVITE)
+    m.add("X-A", "1").set("x-a", "2").prepend("X-A", "0").add("x-a", "3")
+    assert m.get_all("X-A") == ["0", "1,2", "3"]
+    assert [v for s, v in m.header_lines() if s == "X-A"] == ["0", "1,2", "3"]
+    m.replace("x-a", "9")
+    assert m.get_all("x-a") == ["9"] and m.get_header_name("x-a") == "X-A"
+    m.remove("via")
+    assert m.get("via") is None and not m.has("v")
+    assert SipMessage(m.to_string()).headers == m.headers
