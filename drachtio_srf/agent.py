@@ -389,7 +389,7 @@ class ServerConn:
 def _version_at_least(version: str | None, wanted: tuple[int, int, int]) -> bool:
     import re
     m = re.match(r"^v(\d+)\.(\d+)\.(\d+)", version or "")
-    return bool(m) and tuple(int(x) for x in m.groups()) >= wanted
+    return m is not None and tuple(int(x) for x in m.groups()) >= wanted
 
 
 def build_message(start: Mapping[str, Any], base: list[tuple[str, str]] | None,
@@ -889,8 +889,16 @@ class Agent:
         return out.returned(req)
 
     def send_ack(self, sc: ServerConn, method: str, dialog_id: str, req: Request, res: Response,
-                 opts: Mapping[str, Any] | None = None, callback: Any = None) -> Any:
-        """ACK a 2xx (or PRACK a reliable 1xx) inside the dialog; the ``ack`` function apps get."""
+                 opts: Mapping[str, Any] | str | None = None, callback: Any = None) -> Any:
+        """ACK a 2xx (or PRACK a reliable 1xx) inside the dialog; the ``ack`` function apps get.
+
+        ``opts`` is ``{headers, body}`` as in drachtio-srf, or just the body (the SDP answer of a
+        3pcc call, as the ``ack(sdp)`` that modify and create_uac give with no_ack)."""
+        if isinstance(opts, str):
+            opts = {"body": opts}
+        elif opts is not None and not isinstance(opts, Mapping):
+            raise TypeError(f"{method} options must be a dict of headers/body or a body string, "
+                            f"got {type(opts).__name__}")
         opts = dict(opts or {})
         headers = dict(opts.get("headers") or {})
         if method == "PRACK":
@@ -997,7 +1005,7 @@ class Agent:
         """Proxy an incoming request (PROTOCOL 4.9); result {connected, final_status, ...}."""
         out = self.outcome(callback)
         sc = req._conn if req._conn is not None else self.default_conn()
-        dest = opts.get("destination") or req.uri
+        dest: Any = opts.get("destination") or req.uri
         dests = [dest] if isinstance(dest, str) else list(dest)
         dests = [d if d.split(":", 1)[0] in ("sip", "sips", "tel") else "sip:" + d for d in dests]
         msg = build_message({"method": req.method, "uri": dests[0]}, None, opts.get("headers"), None)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from . import sdp as sdp_edit
 from .agent import dialog_key
 from .errors import DrachtioError, SipError
-from .names import normalize_opts
+from .names import uac_args
 from .sip import AttrDict
 
 if TYPE_CHECKING:
@@ -429,14 +429,7 @@ class _B2BUA:
 def create_b2bua(srf: Srf, req: Request, res: Response, uri: Any = None, opts: Any = None,
                  progress: Any = None, callback: Any = None, **kwargs: Any) -> Any:
     """Bridge ``req`` (A) to ``uri`` (B); see :meth:`drachtio_srf.Srf.create_b2bua`."""
-    if isinstance(uri, Mapping):
-        uri, opts, progress, callback = None, uri, opts, progress
-    if callable(progress) and callback is None:
-        callback, progress = progress, None
-    if callable(opts) and progress is None and callback is None:
-        callback, opts = opts, None
-    o = normalize_opts(opts, **kwargs)
-    p = normalize_opts(progress) if isinstance(progress, Mapping) else {}
+    uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
     for key in ("cb_request", "cb_provisional", "cb_finalized_uac"):
         if p.get(key) is None and o.get(key) is not None:
             p[key] = o[key]

@@ -157,12 +157,12 @@ class Dialog(Emitter):
 
     def add_subscription(self, req: Any) -> int:
         to = req.get_parsed_header("To")
-        u = parse_uri(to.uri) or {}
+        u: Mapping[str, Any] = parse_uri(to.uri) or {}
         self.subscriptions.append(f"{u.get('user')}@{u.get('host')}:{req.get('Event')}")
         return len(self.subscriptions)
 
     def remove_subscription(self, uri: str, event: str | None) -> int:
-        u = parse_uri(uri) or {}
+        u: Mapping[str, Any] = parse_uri(uri) or {}
         entity = f"{u.get('user')}@{u.get('host')}:{event}"
         if entity in self.subscriptions:
             self.subscriptions.remove(entity)
@@ -345,7 +345,8 @@ class Dialog(Emitter):
     def request(self, opts: Any = None, callback: Any = None, *, method: str | None = None,
                 headers: Mapping[str, Any] | None = None, body: str | None = None, auth: Any = None,
                 no_ack: bool | None = None) -> Any:
-        """Send a request inside the dialog.  cb(err, res[, ack])|Future of the final response."""
+        """Send a request inside the dialog.  cb(err, res[, ack])|Future of the final response
+        (of the sent request for ACK and CANCEL, whose responses never reach the app)."""
         opts, callback = _split_args(opts, callback)
         o = normalize_opts(opts, method=method, headers=headers, body=body, auth=auth, no_ack=no_ack)
         m = o.get("method")
@@ -359,6 +360,10 @@ class Dialog(Emitter):
         def on_sent(err: BaseException | None, req: Request | None) -> None:
             if err is not None or req is None:
                 out.fail(err or DrachtioError("request failed"))
+                return
+            if m in ("ACK", "CANCEL"):
+                # no response reaches the app for these (B5): done once the server has sent it
+                out.succeed(req, key=dialog_key(self.id))
                 return
 
             def on_response(res: Any, ack: Any, lost: BaseException | None) -> None:

@@ -208,7 +208,7 @@ class Dispatcher:
                     continue
                 head._parked = True
                 return None
-            return backlog.popleft()  # type: ignore[no-any-return]
+            return backlog.popleft()
         del self._keys[key]
         return None
 

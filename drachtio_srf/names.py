@@ -161,6 +161,24 @@ def normalize_opts(opts: Mapping[str, Any] | None = None, **kwargs: Any) -> dict
     return out
 
 
+def uac_args(uri: Any, opts: Any, progress: Any, callback: Any,
+             **kwargs: Any) -> tuple[Any, dict[str, Any], dict[str, Any], Any]:
+    """Sort the argument forms of ``create_uac``/``create_b2bua`` into (uri, opts, progress, cb).
+
+    ``(uri, opts, progress, cb)``, ``({uri, ...}, progress, cb)``, with progress or opts left out
+    (a callable then moves up into the callback's place); opts and progress come back normalised.
+    """
+    if isinstance(uri, Mapping):
+        uri, opts, progress, callback = None, uri, opts, progress
+    if callable(progress) and callback is None:
+        callback, progress = progress, None
+    if callable(opts) and progress is None and callback is None:
+        callback, opts = opts, None
+    o = normalize_opts(opts, **kwargs)
+    p = normalize_opts(progress) if isinstance(progress, Mapping) else {}
+    return uri, o, p, callback
+
+
 def _forwarding_property(name: str) -> property:
     def fget(self: Any) -> Any:
         return getattr(self, name)

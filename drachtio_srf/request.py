@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .emitter import Emitter
+from .message_view import MessageView
 from .names import install_aliases, normalize_opts
 from .sip import SipMessage
 
@@ -25,7 +26,7 @@ __all__ = ["Request"]
 
 
 @install_aliases
-class Request(Emitter):
+class Request(MessageView, Emitter):
     """An incoming or sent SIP request, with its drachtio meta."""
 
     # Defaults for fields most requests never set (a class attribute until first assigned):
@@ -33,13 +34,6 @@ class Request(Emitter):
     _res: Response | None = None
     canceled = False
     auth: Any = None
-    source: str | None = None
-    source_address: str | None = None
-    source_port: int | None = None
-    protocol: str | None = None
-    stack_time: str | None = None
-    stack_txn_id: str | None = None
-    stack_dialog_id: str | None = None
     server: dict[str, Any] | None = None
     received_on: str | None = None
     session_token: str | None = None
@@ -60,23 +54,9 @@ class Request(Emitter):
         if meta is not None:
             self.meta = meta
 
-    # -- meta ---------------------------------------------------------------------------------
-    @property
-    def meta(self) -> dict[str, Any]:
-        return {"source": self.source, "source_address": self.source_address,
-                "source_port": self.source_port, "protocol": self.protocol,
-                "time": self.stack_time, "transactionId": self.stack_txn_id,
-                "dialogId": self.stack_dialog_id}
-
-    @meta.setter
-    def meta(self, meta: Any) -> None:
-        self.source = meta.source
-        self.source_address = meta.address
-        self.source_port = int(meta.port) if meta.port else 5060
-        self.protocol = meta.protocol
-        self.stack_time = meta.time
-        self.stack_txn_id = meta.txn_id
-        self.stack_dialog_id = meta.dialog_id or ""
+    # -- meta (the rest is MessageView's) -----------------------------------------------------
+    def _apply_meta(self, meta: Any) -> None:
+        super()._apply_meta(meta)
         if getattr(meta, "received_on", None):
             self.received_on = meta.received_on
         if getattr(meta, "session_token", None):
@@ -95,23 +75,8 @@ class Request(Emitter):
     def res(self, value: Response | None) -> None:
         self._res = value
 
-    # -- delegated to the SipMessage ------------------------------------------------------------
-    def get(self, name: str) -> str | None:
-        return self.msg.get(name)
-
-    def has(self, name: str) -> bool:
-        return self.msg.has(name)
-
-    def set(self, name: Any, value: Any = None) -> Request:
-        if value is None:
-            self.msg.set(name)
-        else:
-            self.msg.set(name, value)
-        return self
-
-    def get_parsed_header(self, name: str) -> Any:
-        return self.msg.get_parsed_header(name)
-
+    # -- delegated to the SipMessage (the shared members are MessageView's) -----------------------
+    # a request's method, uri and body are also settable
     @property
     def method(self) -> str | None:
         return self.msg.method
@@ -131,10 +96,6 @@ class Request(Emitter):
     url = uri
 
     @property
-    def headers(self) -> dict[str, str]:
-        return self.msg.headers
-
-    @property
     def body(self) -> str:
         return self.msg.body
 
@@ -148,18 +109,6 @@ class Request(Emitter):
         return self.msg.body
 
     @property
-    def payload(self) -> Any:
-        return self.msg.payload
-
-    @property
-    def type(self) -> str:
-        return self.msg.type
-
-    @property
-    def raw(self) -> str | None:
-        return self.msg.raw
-
-    @property
     def status(self) -> int | None:
         """None for a request (SipMessage field, for symmetry with Response)."""
         return self.msg.status
@@ -167,26 +116,6 @@ class Request(Emitter):
     @property
     def reason(self) -> str | None:
         return self.msg.reason
-
-    def to_string(self) -> str:
-        """The request serialised as SIP text (same as ``str(req)``)."""
-        return str(self.msg)
-
-    @property
-    def calling_number(self) -> Any:
-        return self.msg.calling_number
-
-    @property
-    def calling_name(self) -> Any:
-        return self.msg.calling_name
-
-    @property
-    def called_number(self) -> Any:
-        return self.msg.called_number
-
-    @property
-    def can_form_dialog(self) -> bool:
-        return self.msg.can_form_dialog
 
     @property
     def call_id(self) -> str | None:
@@ -262,15 +191,6 @@ class Request(Emitter):
         if self.agent is None:
             raise RuntimeError("request is not attached to a connection")
         return self.agent.proxy(self, normalize_opts(opts, **kwargs), callback)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"msg": str(self.msg), "source": self.source, "source_address": self.source_address,
-                "source_port": self.source_port, "protocol": self.protocol,
-                "stackTime": self.stack_time, "stackDialogId": self.stack_dialog_id,
-                "stackTxnId": self.stack_txn_id}
-
-    def __str__(self) -> str:
-        return str(self.msg)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} txn={self.stack_txn_id}>"

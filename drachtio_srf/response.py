@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .emitter import Emitter
+from .message_view import MessageView
 from .names import install_aliases
 from .sip import STATUS_REASONS, SipMessage
 
@@ -34,7 +35,7 @@ _FROM_REQUEST = ("Call-ID", "CSeq", "From", "To")
 
 
 @install_aliases
-class Response(Emitter):
+class Response(MessageView, Emitter):
     """A SIP response: to be sent by the application, or received for a request it sent.
 
     The SipMessage of a response the application will send is built on first use of ``msg``
@@ -46,13 +47,6 @@ class Response(Emitter):
     _req: Request | None = None
     finished = False
     _reason: str | None = None    # reason sent, kept here while no SipMessage was built
-    source: str | None = None
-    source_address: str | None = None
-    source_port: int | None = None
-    protocol: str | None = None
-    stack_time: str | None = None
-    stack_txn_id: str | None = None
-    stack_dialog_id: str | None = None
     _send_disabled = False   # unsolicited BYE from the server: nothing to answer
 
     def __init__(self, agent: Agent | None = None, conn: ServerConn | None = None, msg: Any = None) -> None:
@@ -88,24 +82,7 @@ class Response(Emitter):
             if value is not None and not m.has(name):
                 m.set(name, value)
 
-    # -- meta and request link ----------------------------------------------------------
-    @property
-    def meta(self) -> dict[str, Any]:
-        return {"source": self.source, "source_address": self.source_address,
-                "source_port": self.source_port, "protocol": self.protocol,
-                "time": self.stack_time, "transactionId": self.stack_txn_id,
-                "dialogId": self.stack_dialog_id}
-
-    @meta.setter
-    def meta(self, meta: Any) -> None:
-        self.source = meta.source
-        self.source_address = meta.address
-        self.source_port = int(meta.port) if meta.port else 5060
-        self.protocol = meta.protocol
-        self.stack_time = meta.time
-        self.stack_txn_id = meta.txn_id
-        self.stack_dialog_id = meta.dialog_id or ""
-
+    # -- request link (meta is MessageView's) ----------------------------------------------
     @property
     def req(self) -> Request | None:
         return self._req
@@ -146,82 +123,14 @@ class Response(Emitter):
     def headers_sent(self) -> bool:
         return self.finished
 
-    # -- header access ----------------------------------------------------------------------
-    def get(self, name: str) -> str | None:
-        return self.msg.get(name)
-
-    def has(self, name: str) -> bool:
-        return self.msg.has(name)
-
-    def set(self, name: Any, value: Any = None) -> Response:
-        if value is None:
-            self.msg.set(name)
-        else:
-            self.msg.set(name, value)
-        return self
-
-    def get_parsed_header(self, name: str) -> Any:
-        return self.msg.get_parsed_header(name)
-
-    get_header = get
+    # -- header access (get, has, set, get_parsed_header and the message fields: MessageView) -
+    get_header = MessageView.get
 
     def set_header(self, name: str, value: Any) -> Response:
         return self.set(name, value)
 
     def remove_header(self, name: str) -> None:
         """Express compatibility; headers are not removed (as drachtio-srf)."""
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.msg.headers
-
-    @property
-    def body(self) -> str:
-        return self.msg.body
-
-    @property
-    def payload(self) -> Any:
-        return self.msg.payload
-
-    @property
-    def type(self) -> str:
-        return self.msg.type
-
-    @property
-    def raw(self) -> str | None:
-        return self.msg.raw
-
-    @property
-    def method(self) -> str | None:
-        """None for a response (SipMessage field, for symmetry with Request)."""
-        return self.msg.method
-
-    @property
-    def uri(self) -> str | None:
-        return self.msg.uri
-
-    @property
-    def calling_number(self) -> Any:
-        return self.msg.calling_number
-
-    @property
-    def calling_name(self) -> Any:
-        return self.msg.calling_name
-
-    @property
-    def called_number(self) -> Any:
-        return self.msg.called_number
-
-    @property
-    def can_form_dialog(self) -> bool:
-        return self.msg.can_form_dialog
-
-    def to_string(self) -> str:
-        """The response serialised as SIP text (same as ``str(res)``)."""
-        return str(self.msg)
-
-    def __str__(self) -> str:
-        return str(self.msg)
 
     # -- sending ----------------------------------------------------------------------------
     def send(self, status: int, *args: Any, reason: str | None = None, opts: Mapping[str, Any] | None = None,
@@ -292,12 +201,6 @@ class Response(Emitter):
             raise RuntimeError("Response.end after the response is finished")
         status = self._status or 200
         return self.send(status, {"body": data} if isinstance(data, str) else None, callback)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"msg": str(self.msg), "source": self.source, "source_address": self.source_address,
-                "source_port": self.source_port, "protocol": self.protocol,
-                "stackTime": self.stack_time, "stackDialogId": self.stack_dialog_id,
-                "stackTxnId": self.stack_txn_id}
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"

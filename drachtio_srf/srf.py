@@ -24,12 +24,15 @@ from .b2bua import create_b2bua
 from .dialog import Dialog
 from .emitter import Emitter
 from .errors import DrachtioError, NotConnectedError, SipError
-from .names import install_aliases, normalize_opts
+from .names import install_aliases, normalize_opts, uac_args
 from .request import Request
 from .response import Response
 from .sip import AttrDict, SipMessage, parse_uri, stringify_uri
 
 logger = logging.getLogger(__name__)
+
+#: the Dialog class, for annotations inside Srf (whose ``Srf.Dialog`` attribute shadows the name)
+_Dialog = Dialog
 
 __all__ = ["Srf"]
 
@@ -367,18 +370,18 @@ class Srf(Emitter):
     def get(self, key: str) -> Any:
         return self._settings.get(key)
 
-    def find_dialog_by_id(self, stack_dialog_id: str) -> Dialog | None:
+    def find_dialog_by_id(self, stack_dialog_id: str) -> _Dialog | None:
         with self._dialogs_lock:
             return self._dialogs.get(stack_dialog_id)
 
-    def find_dialog_by_call_id_and_from_tag(self, call_id: str, tag: str) -> Dialog | None:
+    def find_dialog_by_call_id_and_from_tag(self, call_id: str, tag: str) -> _Dialog | None:
         return self.find_dialog_by_id(f"{call_id};from-tag={tag}")
 
-    def add_dialog(self, dialog: Dialog) -> None:
+    def add_dialog(self, dialog: _Dialog) -> None:
         with self._dialogs_lock:
             self._dialogs[dialog.id] = dialog
 
-    def remove_dialog(self, dialog: Dialog) -> None:
+    def remove_dialog(self, dialog: _Dialog) -> None:
         with self._dialogs_lock:
             if self._dialogs.get(dialog.id) is dialog:
                 del self._dialogs[dialog.id]
@@ -591,14 +594,7 @@ class Srf(Emitter):
         ``cb_request(err, req)``.  Without local_sdp (3pcc) the 200's offer is answered in the
         ACK; with ``no_ack`` the result is ``{sdp, res, ack(local_sdp) -> Future[Dialog]}``.
         """
-        if isinstance(uri, Mapping):
-            uri, opts, progress, callback = None, uri, opts, progress
-        if callable(progress) and callback is None:
-            callback, progress = progress, None
-        if callable(opts) and progress is None and callback is None:
-            callback, opts = opts, None
-        o = normalize_opts(opts, **kwargs)
-        p = normalize_opts(progress) if isinstance(progress, Mapping) else {}
+        uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
         cb_request = p.get("cb_request")
         cb_provisional = p.get("cb_provisional")
         uri = uri or o.get("uri")

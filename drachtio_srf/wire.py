@@ -179,7 +179,7 @@ def new_id() -> str:
 
 def stack_time(t: float | None = None) -> str:
     """UTC time of day as the server writes it: ``HH:MM:SS.uuuuuu``."""
-    utc = timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11, we support 3.10
+    utc = timezone.utc  # datetime.UTC needs Python 3.11; we support 3.10
     dt = datetime.now(utc) if t is None else datetime.fromtimestamp(t, utc)
     return dt.strftime("%H:%M:%S.%f")
 

@@ -1,8 +1,10 @@
-"""Shared test helpers: free loopback ports, the embedded server as a subprocess, and sipp runs."""
+"""Shared test helpers: free loopback ports, the embedded server as a subprocess, sipp runs, and a
+self-signed TLS certificate."""
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,26 @@ def free_port() -> int:
                     continue
             return port
     raise RuntimeError("no free port found")
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed EC certificate for localhost / 127.0.0.1 made with the openssl CLI, written
+    into `directory`: (cert.pem, key.pem)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def tls_contexts(cert: Path, key: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) SSL contexts for that certificate; the client one verifies it."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    return server_ctx, ssl.create_default_context(cafile=str(cert))
 
 
 def wait_for_tcp(port: int, timeout: float = 10.0) -> None:

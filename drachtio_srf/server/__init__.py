@@ -13,7 +13,8 @@ import asyncio
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from drachtio_srf.server.core import DEFAULT_VERSION, Core, ServerConfig
 from drachtio_srf.server.outbound import parse_outbound_map
@@ -135,10 +136,10 @@ class EmbeddedServer:
         thread.join(timeout)
         self._thread = None
 
-    def call(self, fn, *args):
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the server loop and return its result (for tests and tools)."""
         assert self._loop is not None
-        fut: asyncio.Future = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
         return fut.result(10)
 
     def __enter__(self) -> EmbeddedServer:  # noqa: PYI034 - Self needs 3.11
@@ -148,5 +149,5 @@ class EmbeddedServer:
         self.stop()
 
 
-async def _call(fn, *args):
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)

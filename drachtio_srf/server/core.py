@@ -43,7 +43,7 @@ from drachtio_srf.server.sip_text import (  # noqa: F401 - also re-exported for 
     text_of,
     with_tag,
 )
-from drachtio_srf.server.timers import TimerWheel
+from drachtio_srf.server.timers import Timer, TimerWheel
 from drachtio_srf.sip import SipMessage, parse_uri, reason_phrase
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,11 @@ def _via_host(value: str) -> str | None:
     """The sent-by host of a Via value (brackets of an IPv6 reference removed)."""
     m = _VIA_HOST.match(value)
     return m.group(1).strip("[]") if m else None
+
+
+def _sdp_type(body: str | None) -> str | None:
+    """``application/sdp`` for a body that is an SDP (the type the app may leave out), else None."""
+    return "application/sdp" if body and body.lstrip().startswith("v=0") else None
 
 
 # --------------------------------------------------------------------------- configuration, records
@@ -118,7 +123,7 @@ class Incoming:
     responded: bool = False          # a response > 100 was sent
     final: bool = False
     rseq: int = 0
-    expiry: asyncio.TimerHandle | None = None
+    expiry: asyncio.TimerHandle | Timer | None = None
     delivered: bool = True           # False while an outbound connection to the app is being made
 
 
@@ -801,11 +806,9 @@ class Core(ProxyMixin):
         if reliable:
             inc.rseq += 1
             hdrs.append(("RSeq", str(inc.rseq)))
-        ctype = app.first("content-type")
+        ctype = app.first("content-type") or _sdp_type(body)
         if ctype:
             hdrs.append(("Content-Type", ctype))
-        elif body and body.lstrip().startswith("v=0"):
-            hdrs.append(("Content-Type", "application/sdp"))
         for name, value in app.others(_RESPONSE_SKIPPED):
             if name == "P-Asserted-Identity":
                 value = self._subst_localhost(value)
@@ -1033,13 +1036,10 @@ class Core(ProxyMixin):
         if self._is_us(target.host, target.port):
             conn.reply(frame.msg_id, "NOK", ["can not send request to myself"])
             return
-        ctype = app.first("content-type")
+        ctype = app.first("content-type") or _sdp_type(body)
         if body and not ctype:
-            if body.lstrip().startswith("v=0"):
-                ctype = "application/sdp"
-            else:
-                conn.reply(frame.msg_id, "NOK", ["missing content-type"])
-                return
+            conn.reply(frame.msg_id, "NOK", ["missing content-type"])
+            return
         from_v = app.first("from")
         if from_v:
             from_v = self._subst_localhost(from_v)
@@ -1137,13 +1137,10 @@ class Core(ProxyMixin):
                        [f"Server error: invalid or missing method supplied on start line: {start}"])
             return
         method = line[0]
-        ctype = app.first("content-type")
+        ctype = app.first("content-type") or _sdp_type(body)
         if body and not ctype:
-            if body.lstrip().startswith("v=0"):
-                ctype = "application/sdp"
-            else:
-                conn.reply(frame.msg_id, "NOK", ["Server error: missing content-type"])
-                return
+            conn.reply(frame.msg_id, "NOK", ["Server error: missing content-type"])
+            return
         target = self._dialog_target(dlg)
         if target is None:
             conn.reply(frame.msg_id, "NOK", ["Server error: unable to find route for request"])

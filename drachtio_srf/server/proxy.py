@@ -35,6 +35,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def _one_hop_less(max_forwards: str) -> str:
+    """The Max-Forwards value for the next hop (70 when the one received is not a number)."""
+    try:
+        return str(max(0, int(max_forwards) - 1))
+    except ValueError:
+        return "70"
+
+
 @dataclass(eq=False)
 class ProxyBranch:
     dest: str
@@ -153,10 +161,7 @@ class ProxyMixin:
             if low == "content-length":
                 continue
             if low == "max-forwards":
-                try:
-                    value = str(max(0, int(value) - 1))
-                except ValueError:
-                    value = "70"
+                value = _one_hop_less(value)
             if low == "route" and not routes_stripped:
                 routes_stripped = True
                 vals = split_values(value)
@@ -399,10 +404,7 @@ class ProxyMixin:
             if low == "content-length":
                 continue
             if low == "max-forwards":
-                try:
-                    value = str(max(0, int(value) - 1))
-                except ValueError:
-                    value = "70"
+                value = _one_hop_less(value)
             if low == "route":
                 vals = split_values(value)
                 if not stripped:

@@ -87,7 +87,9 @@ def split_values(value: str) -> list[str]:
         return [value] if value else []
     if '"' not in value and "<" not in value:
         return [v for v in (p.strip() for p in value.split(",")) if v]
-    out, cur, depth, quoted = [], [], 0, False
+    out: list[str] = []
+    cur: list[str] = []
+    depth, quoted = 0, False
     for ch in value:
         if ch == '"':
             quoted = not quoted

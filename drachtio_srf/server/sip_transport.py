@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import time
+from asyncio.trsock import TransportSocket
 from collections.abc import Callable
 
 import attrs
@@ -298,7 +299,7 @@ class UdpEndpoint:
         self.sock.close()
 
 
-def tune_udp_socket(sock: socket.socket | asyncio.trsock.TransportSocket, size: int = UDP_RCVBUF) -> int:
+def tune_udp_socket(sock: socket.socket | TransportSocket, size: int = UDP_RCVBUF) -> int:
     """Ask for a `size` byte receive buffer (best effort); return what the kernel granted.
 
     Plain SO_RCVBUF is capped by net.core.rmem_max; SO_RCVBUFFORCE (privileged) is tried when
@@ -332,7 +333,7 @@ class UdpDropCounter:
     `read()` returns None.
     """
 
-    def __init__(self, sock: socket.socket | asyncio.trsock.TransportSocket) -> None:
+    def __init__(self, sock: socket.socket | TransportSocket) -> None:
         self.inode = os.fstat(sock.fileno()).st_ino
         self.path = "/proc/net/udp6" if sock.family == socket.AF_INET6 else "/proc/net/udp"
         self.available = os.path.exists(self.path)
@@ -418,12 +419,12 @@ class Transports:
             self._server, self._udp = server, udp
             self.port = port
             self.local = (self.host, port)
-            self._watch_udp(udp.get_extra_info("socket"))
+            self._watch_udp(udp.sock)
             logger.info("SIP listening on udp/tcp %s:%d", self.host, port)
             return
         raise OSError(f"cannot bind UDP and TCP on {self.host}:{self.port}: {last}")
 
-    def _watch_udp(self, sock: asyncio.trsock.TransportSocket | None) -> None:
+    def _watch_udp(self, sock: socket.socket | TransportSocket | None) -> None:
         """Big receive buffer on the UDP socket, and a periodic look at its drop count."""
         if sock is None:
             return

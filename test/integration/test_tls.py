@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import queue
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import LOOPBACK, SECRET, ServerProcess, free_port
+from helpers import LOOPBACK, SECRET, ServerProcess, free_port, self_signed_cert
 from itest_support import SDP, WAIT, complete, get, invoke, no_leaked_threads
 
 from drachtio_srf import Srf
@@ -19,15 +18,7 @@ from drachtio_srf.server import EmbeddedServer
 @pytest.fixture(scope="module")
 def cert_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made with the openssl CLI."""
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
 
 
 def _tls_args(port: int, cert_files: tuple[Path, Path]) -> list[str]:

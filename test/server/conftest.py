@@ -3,6 +3,11 @@
 `async def test_...` functions are run with `asyncio.run` (no plugin needed). `UdpPeer`/`TcpPeer`
 are scriptable far ends on loopback; `Recorder` is a StackHandler that queues what the stack
 hands up so tests can wait on it.
+
+Fixtures for the control-protocol tests: `server` (one EmbeddedServer per module, secret "cymru";
+a module overrides `server_config` for other settings such as a short T1), `client` (a
+ControlClient connected to it) and `app` (that client, authenticated).  A module whose app must
+also route a method overrides `app` on top of this one.
 """
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import inspect
 from collections.abc import Callable
 
 import pytest
+from drachtio_ctl import ControlClient
 
+from drachtio_srf.server import EmbeddedServer
 from drachtio_srf.sip import SipMessage
 
 LOOPBACK = "127.0.0.1"
@@ -222,3 +229,29 @@ def kit():
     return types.SimpleNamespace(UdpPeer=UdpPeer, TcpPeer=TcpPeer, Recorder=Recorder, request=request,
                                  response_for=response_for, sip=sip, get=get, empty_after=empty_after,
                                  LOOPBACK=LOOPBACK)
+
+
+@pytest.fixture(scope="module")
+def server_config() -> dict:
+    """Extra EmbeddedServer settings for the module's `server` (override in a module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(server_config):
+    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru", **server_config).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(server):
+    c = ControlClient(server.admin_port)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def app(client):
+    assert client.authenticate().field(3) == "OK"
+    return client

@@ -8,21 +8,7 @@ from drachtio_ctl import ControlClient
 from helpers import ServerProcess
 
 from drachtio_srf import wire
-from drachtio_srf.server import EmbeddedServer, parse_contact
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru").start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(server):
-    c = ControlClient(server.admin_port)
-    yield c
-    c.close()
+from drachtio_srf.server import parse_contact
 
 
 def test_authenticate_ok_reports_hostports_and_version(server, client):

@@ -11,25 +11,14 @@ import time
 import pytest
 from drachtio_ctl import ControlClient, header
 
-from drachtio_srf.server import EmbeddedServer
 from drachtio_srf.sip import SipMessage
 
 CRLF = "\r\n"
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru", t1=0.1).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def app(server):
-    c = ControlClient(server.admin_port)
-    assert c.authenticate().field(3) == "OK"
-    yield c
-    c.close()
+def server_config() -> dict:
+    return {"t1": 0.1}
 
 
 class Peer:

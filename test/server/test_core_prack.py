@@ -8,29 +8,24 @@ import socket
 import time
 
 import pytest
-from drachtio_ctl import ControlClient, header
+from drachtio_ctl import header
 
 from drachtio_srf import wire
-from drachtio_srf.server import EmbeddedServer
 from drachtio_srf.sip import SipMessage
 
 T1 = 0.1
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru", t1=T1).start()
-    yield s
-    s.stop()
+def server_config() -> dict:
+    return {"t1": T1}
 
 
 @pytest.fixture
-def app(server):
-    c = ControlClient(server.admin_port)
-    assert c.authenticate().field(3) == "OK"
-    assert c.route("invite").field(3) == "OK"
-    yield c
-    c.close()
+def app(app):
+    """The conftest's authenticated app, routed for INVITE."""
+    assert app.route("invite").field(3) == "OK"
+    return app
 
 
 class Caller:

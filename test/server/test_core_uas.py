@@ -19,20 +19,11 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 TIME = re.compile(r"^\d\d:\d\d:\d\d\.\d{6}$")
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru").start()
-    yield s
-    s.stop()
-
-
 @pytest.fixture
-def app(server):
-    c = ControlClient(server.admin_port)
-    assert c.authenticate().field(3) == "OK"
-    assert c.route("invite").field(3) == "OK"
-    yield c
-    c.close()
+def app(app):
+    """The conftest's authenticated app, routed for INVITE."""
+    assert app.route("invite").field(3) == "OK"
+    return app
 
 
 def run_sipp(server, scenario="uac", **kw) -> Sipp:

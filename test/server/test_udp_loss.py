@@ -18,7 +18,6 @@ import time
 import pytest
 from drachtio_ctl import SDP, ControlClient, header, response_for
 
-from drachtio_srf.server import EmbeddedServer
 from drachtio_srf.server.sip_transport import (
     UDP_RCVBUF,
     Transports,
@@ -32,19 +31,15 @@ T1 = 0.05
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = EmbeddedServer(admin_port=0, sip_port=0, secret="cymru", t1=T1).start()
-    yield s
-    s.stop()
+def server_config() -> dict:
+    return {"t1": T1}
 
 
 @pytest.fixture
-def app(server):
-    c = ControlClient(server.admin_port)
-    assert c.authenticate().field(3) == "OK"
-    assert c.route("invite").field(3) == "OK"
-    yield c
-    c.close()
+def app(app):
+    """The conftest's authenticated app, routed for INVITE."""
+    assert app.route("invite").field(3) == "OK"
+    return app
 
 
 class Peer:

@@ -19,24 +19,6 @@ from drachtio_srf import (
 DLG = "call-1;from-tag=farTag"
 
 
-@pytest.fixture
-def server():
-    s = FakeServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def srf(server):
-    before = set(threading.enumerate())
-    app = Srf()
-    yield app
-    app.disconnect()
-    leftover = [t.name for t in set(threading.enumerate()) - before
-                if t.name.startswith("drachtio") and t.is_alive()]
-    assert leftover == []
-
-
 def connect(srf: Srf, server: FakeServer) -> str:
     return srf.connect(host="127.0.0.1", port=server.port, secret="cymru").result(WAIT)
 

@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from client_fake import SDP_A, SDP_B, WAIT, FakeServer, invite, response
+from client_fake import SDP_A, SDP_B, WAIT, invite, response
 
 from drachtio_srf import ConnectionLostError, SipError, Srf
 from drachtio_srf.sip import SipMessage
@@ -14,13 +14,6 @@ from drachtio_srf.sip import SipMessage
 UDLG = "uac-call-1;from-tag=ourtag"
 CHALLENGE = 'WWW-Authenticate: Digest realm="r, 1", nonce="abc", qop="auth,auth-int"\r\n'
 PROXY_CHALLENGE = 'Proxy-Authenticate: Digest realm="proxy", nonce="p1", algorithm=SHA-256\r\n'
-
-
-@pytest.fixture
-def server():
-    s = FakeServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -2,30 +2,10 @@
 from __future__ import annotations
 
 import queue
-import threading
 
-import pytest
 from client_fake import WAIT, FakeServer, invite, response
 
 from drachtio_srf import DrachtioError, Srf, wire
-
-
-@pytest.fixture
-def server():
-    s = FakeServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def srf(server):
-    before = set(threading.enumerate())
-    app = Srf()
-    yield app
-    app.disconnect()
-    leftover = [t.name for t in set(threading.enumerate()) - before
-                if t.name.startswith("drachtio") and t.is_alive()]
-    assert leftover == []
 
 
 def start(srf: Srf, server: FakeServer, proxy) -> queue.Queue:

@@ -7,13 +7,11 @@ from __future__ import annotations
 import queue
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from helpers import LOOPBACK
+from helpers import LOOPBACK, self_signed_cert, tls_contexts
 
 from drachtio_srf.transport import Connection, Listener, open_connection
 
@@ -22,17 +20,7 @@ WAIT = 5.0
 
 @pytest.fixture(scope="module")
 def contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    d = tmp_path_factory.mktemp("tls-io")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(Path(cert), Path(key))
-    return server_ctx, ssl.create_default_context(cafile=str(cert))
+    return tls_contexts(*self_signed_cert(tmp_path_factory.mktemp("tls-io")))
 
 
 class Echo:

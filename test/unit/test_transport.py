@@ -4,12 +4,12 @@ from __future__ import annotations
 import queue
 import socket
 import ssl
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from helpers import LOOPBACK
+from helpers import LOOPBACK, self_signed_cert
+from helpers import tls_contexts as make_tls_contexts
 
 from drachtio_srf import wire
 from drachtio_srf.errors import ConnectionLostError, DrachtioError, NotConnectedError
@@ -350,24 +350,12 @@ def test_reconnector_cancel_while_waiting() -> None:
 @pytest.fixture(scope="module")
 def cert_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for localhost / 127.0.0.1, made with the openssl CLI."""
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
-    return cert, key
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
 def tls_contexts(cert_files) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    cert, key = cert_files
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=str(cert))   # verifies the certificate
-    return server_ctx, client_ctx
+    return make_tls_contexts(*cert_files)   # the client context verifies the certificate
 
 
 def test_listener_accepts_plain_connection() -> None:
