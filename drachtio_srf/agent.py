@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 from . import uac_auth, wire
 from .dispatch import Completion, Dispatcher, DrachtioFuture, Timers
 from .errors import ConnectionLostError, DrachtioError, NotConnectedError
-from .request import Request
+from .request import _SERVER_OF_CONN, Request
 from .response import Response
 from .sip import SipMessage, SipParseError, reason_phrase
 
@@ -714,7 +714,7 @@ class Agent:
 
     def _make_incoming(self, sc: ServerConn, msg: SipMessage, meta: wire.SipMeta) -> tuple[Request, Response]:
         req = Request(msg, meta, agent=self, conn=sc)
-        req.server = {"address": sc.peer[0], "hostport": sc.hostport}
+        req._server = _SERVER_OF_CONN      # {address, hostport} made if someone reads it
         res = Response(self, sc)
         res.req = req
         req.res = res

@@ -68,6 +68,14 @@ class Dialog(Emitter):
     """A SIP dialog.  Events: destroy, modify, refresh, hold, unhold, info, notify, options,
     message, publish, refer, update, subscribe, unsubscribe, ack."""
 
+    # Defaults until first assigned (class attributes): thousands of dialogs may be open at
+    # once, and most never use these.  The lists are made on first use (see the properties).
+    _on_hold = False
+    other: Dialog | None = None
+    _queue_requests = False
+    _modify_busy = False
+    _modify_waiting: list[Callable[[BaseException | None], None]] | tuple[()] = ()
+
     def __init__(self, srf: Srf, type: str, opts: Mapping[str, Any]) -> None:
         super().__init__()
         if type not in ("uas", "uac"):
@@ -78,14 +86,7 @@ class Dialog(Emitter):
         self.res: Response = opts["res"]
         self.auth = opts.get("auth")
         self.agent = self.res.agent or self.req.agent
-        self._on_hold = False
         self.connected = True
-        self.other: Dialog | None = None
-        self.subscriptions: list[str] = []
-        self._queue_requests = False
-        self.queued_requests: list[tuple[Any, Any]] = []
-        self._modify_busy = False
-        self._modify_waiting: list[Callable[[BaseException | None], None]] = []
         sent = opts.get("sent")
         # (a UAS response's Call-ID is the request's: reading it from what was sent spares
         # building the Response's own SipMessage)
@@ -97,8 +98,12 @@ class Dialog(Emitter):
             self.sip = SipInfo(call_id=call_id, local_tag=sent.to_tag, remote_tag=self.req.msg.from_tag)
             # our Contact (the server wrote it) is parsed only if someone reads local.uri
             contact = sent.get("Contact")
+            local_sdp = sent.body or None
+            given = opts.get("local_sdp")
+            if given is not None and given == local_sdp:
+                local_sdp = given       # the app's own string: one copy of it, not two
             self.local = SipEndpointInfo._lazy(functools.partial(_contact_uri, contact),
-                                               sent.body or None, contact)
+                                               local_sdp, contact)
             self.remote = SipEndpointInfo(uri=_first_contact_uri(self.req.msg), sdp=self.req.body or None)
         else:
             # local.uri is our own Contact URI (drachtio-srf reports the remote request-URI: #175)
@@ -108,6 +113,9 @@ class Dialog(Emitter):
             self.remote = SipEndpointInfo(uri=_first_contact_uri(self.res.msg), sdp=self.res.body or None)
         if self.req.method == "SUBSCRIBE":
             self.add_subscription(self.req)
+        # kept for the dialog's life: let them drop what they can rebuild on demand
+        self.req._retain()
+        self.res._retain()
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -132,6 +140,24 @@ class Dialog(Emitter):
         self._on_hold = bool(value)
 
     @property
+    def subscriptions(self) -> list[str]:
+        """The subscriptions of a SUBSCRIBE dialog (``user@host:event``)."""
+        return self.__dict__.setdefault("_subscriptions", [])
+
+    @subscriptions.setter
+    def subscriptions(self, value: list[str]) -> None:
+        self.__dict__["_subscriptions"] = value
+
+    @property
+    def queued_requests(self) -> list[tuple[Any, Any]]:
+        """Incoming in-dialog (req, res) held while ``queue_requests`` is on."""
+        return self.__dict__.setdefault("_queued", [])
+
+    @queued_requests.setter
+    def queued_requests(self, value: list[tuple[Any, Any]]) -> None:
+        self.__dict__["_queued"] = value
+
+    @property
     def queue_requests(self) -> bool:
         return self._queue_requests
 
@@ -139,8 +165,8 @@ class Dialog(Emitter):
     def queue_requests(self, enqueue: bool) -> None:
         """Hold incoming in-dialog requests (B2BUA forming); turning it off replays them in order."""
         self._queue_requests = bool(enqueue)
-        if not enqueue and self.queued_requests:
-            queued, self.queued_requests = self.queued_requests, []
+        if not enqueue and self.__dict__.get("_queued"):
+            queued = self.__dict__.pop("_queued")
             for req, res in queued:
                 self.agent.submit(dialog_key(self.id), self.handle, req, res)
 
@@ -153,7 +179,7 @@ class Dialog(Emitter):
 
     # -- subscriptions --------------------------------------------------------------------------
     def get_count_of_subscriptions(self) -> int:
-        return len(self.subscriptions)
+        return len(self.__dict__.get("_subscriptions") or ())
 
     def add_subscription(self, req: Any) -> int:
         to = req.get_parsed_header("To")
@@ -174,11 +200,11 @@ class Dialog(Emitter):
     def _ended(self) -> None:
         """Bookkeeping when the dialog is over (either side)."""
         self.connected = False
-        self.queued_requests = []
+        self.__dict__.pop("_queued", None)
         self.srf.remove_dialog(self)
         with _modify_lock:
             waiting = list(self._modify_waiting)
-            self._modify_waiting.clear()
+            self.__dict__.pop("_modify_waiting", None)
         for admit in waiting:
             admit(DrachtioError("dialog was destroyed before we could modify it"))
 
@@ -334,7 +360,7 @@ class Dialog(Emitter):
         with _modify_lock:
             busy = self._modify_busy
             if busy:
-                self._modify_waiting.append(start)
+                self.__dict__.setdefault("_modify_waiting", []).append(start)
             else:
                 self._modify_busy = True
         if not busy:

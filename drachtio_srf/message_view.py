@@ -7,6 +7,7 @@ and body; a Response's status and reason).
 """
 from __future__ import annotations
 
+from sys import intern as _intern
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,11 +43,14 @@ class MessageView:
         self._apply_meta(meta)
 
     def _apply_meta(self, meta: Any) -> None:
-        """Copy the server's meta (source, address, port, protocol, time, txn and dialog ids)."""
-        self.source = meta.source
-        self.source_address = meta.address
+        """Copy the server's meta (source, address, port, protocol, time, txn and dialog ids).
+
+        The few distinct source, address and protocol values are interned: a dialog keeps two
+        messages for its whole life, and these would otherwise be fresh strings in each."""
+        self.source = _intern(meta.source) if type(meta.source) is str else meta.source
+        self.source_address = _intern(meta.address) if type(meta.address) is str else meta.address
         self.source_port = int(meta.port) if meta.port else 5060
-        self.protocol = meta.protocol
+        self.protocol = _intern(meta.protocol) if type(meta.protocol) is str else meta.protocol
         self.stack_time = meta.time
         self.stack_txn_id = meta.txn_id
         self.stack_dialog_id = meta.dialog_id or ""

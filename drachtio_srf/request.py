@@ -8,7 +8,9 @@ request we sent, ``update(req, res)`` for an UPDATE during an INVITE, ``authenti
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from sys import intern as _intern
 from typing import TYPE_CHECKING, Any
 
 from .emitter import Emitter
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Request"]
 
+_SERVER_OF_CONN: Any = object()     # Request._server: built from the connection when read
+_hooks_lock = threading.Lock()      # makes (and drops) a request's hook lists
+
 
 @install_aliases
 class Request(MessageView, Emitter):
@@ -34,7 +39,7 @@ class Request(MessageView, Emitter):
     _res: Response | None = None
     canceled = False
     auth: Any = None
-    server: dict[str, Any] | None = None
+    _server: Any = None         # dict, or _SERVER_OF_CONN: made from the connection on first read
     received_on: str | None = None
     session_token: str | None = None
     # library internals: dispatch key for this request's events, and hooks the library runs
@@ -49,16 +54,66 @@ class Request(MessageView, Emitter):
         self.agent = agent
         self._conn = conn
         self.srf: Any = agent.srf if agent is not None else None
-        self._hooks: list[Callable[..., None]] = []
-        self._cancel_hooks: list[Callable[[Any], None]] = []
         if meta is not None:
             self.meta = meta
+
+    # the hook lists are made on first use: most requests never get a hook
+    _hook_list: list[Callable[..., None]] | None = None
+    _cancel_hook_list: list[Callable[[Any], None]] | None = None
+
+    @property
+    def _hooks(self) -> list[Callable[..., None]]:
+        """Library hooks run (on the reader thread) for each response to a request we sent."""
+        hooks = self._hook_list
+        if hooks is None:
+            with _hooks_lock:      # one list even if two threads get here at once
+                hooks = self._hook_list
+                if hooks is None:
+                    hooks = self._hook_list = []
+        return hooks
+
+    @property
+    def _cancel_hooks(self) -> list[Callable[[Any], None]]:
+        """Library hooks run when the far end cancels this incoming INVITE."""
+        hooks = self._cancel_hook_list
+        if hooks is None:
+            with _hooks_lock:
+                hooks = self._cancel_hook_list
+                if hooks is None:
+                    hooks = self._cancel_hook_list = []
+        return hooks
+
+    def _retain(self) -> None:
+        """This request is kept for long (a dialog's INVITE): drop what can be rebuilt later
+        (the message's header lines and parse caches, empty hook lists)."""
+        with _hooks_lock:
+            if self._hook_list is not None and not self._hook_list:
+                self._hook_list = None
+            if self._cancel_hook_list is not None and not self._cancel_hook_list:
+                self._cancel_hook_list = None
+        shrink = getattr(self.msg, "_shrink", None)
+        if shrink is not None:
+            shrink()
+
+    @property
+    def server(self) -> dict[str, Any] | None:
+        """``{address, hostport}`` of the drachtio server an incoming request came from."""
+        server = self._server
+        if server is _SERVER_OF_CONN:
+            conn = self._conn
+            server = self._server = {"address": conn.peer[0] if conn is not None else None,
+                                     "hostport": conn.hostport if conn is not None else None}
+        return server
+
+    @server.setter
+    def server(self, value: dict[str, Any] | None) -> None:
+        self._server = value
 
     # -- meta (the rest is MessageView's) -----------------------------------------------------
     def _apply_meta(self, meta: Any) -> None:
         super()._apply_meta(meta)
         if getattr(meta, "received_on", None):
-            self.received_on = meta.received_on
+            self.received_on = _intern(meta.received_on)    # (few distinct values)
         if getattr(meta, "session_token", None):
             self.session_token = meta.session_token
 

@@ -82,6 +82,19 @@ class Response(MessageView, Emitter):
             if value is not None and not m.has(name):
                 m.set(name, value)
 
+    def _retain(self) -> None:
+        """This response is kept for long (a dialog's): drop what its message can rebuild."""
+        m = self._msg
+        shrink = getattr(m, "_shrink", None)
+        if shrink is not None:
+            shrink()
+
+    def _apply_meta(self, meta: Any) -> None:
+        super()._apply_meta(meta)
+        req = self._req
+        if req is not None and self.stack_txn_id == req.stack_txn_id:
+            self.stack_txn_id = req.stack_txn_id      # one string for the pair (kept by dialogs)
+
     # -- request link (meta is MessageView's) ----------------------------------------------
     @property
     def req(self) -> Request | None:

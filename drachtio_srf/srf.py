@@ -551,7 +551,8 @@ class Srf(Emitter):
                 if not res.stack_dialog_id:
                     res.stack_dialog_id = f"{req.call_id};from-tag={req.msg.from_tag}"
                 try:
-                    dialog = Dialog(self, "uas", {"req": req, "res": res, "sent": sent})
+                    dialog = Dialog(self, "uas", {"req": req, "res": res, "sent": sent,
+                                                  "local_sdp": sdp})
                 except Exception as exc:  # noqa: BLE001 - unparseable headers fail the call
                     out.fail(exc)
                     return

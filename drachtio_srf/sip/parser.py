@@ -45,6 +45,8 @@ _USER_RE = re.compile(r"sips?:([^@>]*?)@", re.IGNORECASE)
 _KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
                             "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE",
                             "UPDATE"})
+# each known method -> one shared string object (a parsed message keeps no copy of its own)
+_METHOD_NAMES = {m: m for m in _KNOWN_METHODS}
 
 # parse-cache keys of the From/To tags (a space keeps them apart from header names)
 _TAG_KEYS = {"from": " from-tag", "to": " to-tag"}
@@ -134,9 +136,11 @@ class SipMessage:
     # parsed from canonical text, valid while no header changed (the mutators clear it) and
     # the other fields are these same objects (see to_string)
     _wire: tuple[str, Any, Any, str, int | None, str | None, str] | None = None
+    # text the header lines were dropped for (see _shrink); rebuilt from it on next use
+    _text: str | None = None
 
     def __init__(self, text: str | bytes | Mapping[str, Any] | None = None) -> None:
-        self._lines: list[_Line] = []
+        self._lines: list[_Line] = []    # (None once shrunk: see _shrink)
         # lookup key -> the values of that header's lines, in order (None: rebuild from _lines)
         self._index: dict[str, list[str]] | None = {}
         if text is None:
@@ -267,9 +271,12 @@ class SipMessage:
             self.reason = reason = reason.strip()
             return line == f"SIP/{version} {code} {reason}"
         parts = line.split(" ")
-        if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[0] in _KNOWN_METHODS and parts[1]:
-            self.method, self.uri, _ = parts
-            return True
+        if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[1]:
+            method = _METHOD_NAMES.get(parts[0])
+            if method is not None:
+                self.method = method
+                self.uri = parts[1]
+                return True
         if len(parts) != 3 or not parts[1] or not (
                 (parts[2] == "SIP/2.0" or parts[2].startswith("SIP/")
                  and _VERSION_RE.fullmatch(parts[2][4:]))
@@ -302,13 +309,67 @@ class SipMessage:
         if d.get("payload") is not None:
             self._payload = [AttrDict(p) for p in d["payload"]]
 
+    # ----------------------------------------------------------------------------- retention
+
+    def _shrink(self) -> bool:
+        """Drop the header lines, index and parse caches of a message kept for long (a dialog's
+        INVITE): most of its memory, and all of it rebuilt from the text on the next header
+        access (:meth:`_restore`).  Done only while the header lines are still those of the
+        received text; False (nothing dropped) otherwise."""
+        if self._lines is None:
+            return True                   # already shrunk
+        wire = self._wire
+        if wire is not None and (wire[1] is self.method and wire[2] is self.uri
+                                 and wire[3] is self.version and wire[4] is self.status
+                                 and wire[5] is self.reason and wire[6] is self.body):
+            text = wire[0]
+        else:
+            raw = self.raw
+            # (not canonical text, or changed since: keep the lines unless the text gives them)
+            if raw is None or _reparse(raw)._lines != self._lines:
+                return False
+            text = raw
+        self._text = text
+        self._index = None
+        self._lines = None  # type: ignore[assignment]
+        self._wire = None
+        self._parsed = None
+        self._payload_cache = None
+        return True
+
+    def _restore(self) -> list[_Line]:
+        """The header lines of a shrunk message, parsed again from its text (index too)."""
+        text = self._text
+        if text is None:              # (another thread restored it meanwhile)
+            lines = self._lines
+            assert lines is not None
+            return lines
+        again = _reparse(text)
+        lines = again._lines
+        self._lines = lines           # (lines before index: a non-None index implies lines)
+        self._index = again._index
+        self._text = None
+        if (again._wire is not None
+                and again.method == self.method and again.uri == self.uri
+                and again.version == self.version and again.status == self.status
+                and again.reason == self.reason and again.body == self.body):
+            self._wire = (text, self.method, self.uri, self.version, self.status, self.reason,
+                          self.body)
+        return lines
+
     # ----------------------------------------------------------------------------- index
 
     def _idx(self) -> dict[str, list[str]]:
         index = self._index
         if index is None:
+            lines = self._lines
+            if lines is None:
+                self._restore()
+                index = self._index
+                assert index is not None
+                return index
             index = {}
-            for k, _s, v in self._lines:
+            for k, _s, v in lines:
                 values = index.get(k)
                 if values is None:
                     index[k] = [v]
@@ -319,7 +380,8 @@ class SipMessage:
 
     def _first(self, key: str) -> int:
         """Position in _lines of the first line of a header known to be present."""
-        for i, line in enumerate(self._lines):
+        lines = self._lines if self._lines is not None else self._restore()
+        for i, line in enumerate(lines):
             if line[0] == key:
                 return i
         raise AssertionError(f"index out of step with header lines for {key!r}")
@@ -350,7 +412,7 @@ class SipMessage:
         """Stored name -> value (repeated lines joined with ','); a fresh dict on each access."""
         out: dict[str, str] = {}
         names: dict[str, str] = {}
-        for k, s, v in self._lines:
+        for k, s, v in (self._lines if self._lines is not None else self._restore()):
             stored = names.get(k)
             if stored is None:
                 names[k] = s
@@ -361,6 +423,8 @@ class SipMessage:
 
     @headers.setter
     def headers(self, value: Mapping[str, Any]) -> None:
+        if self._text is not None:
+            self._text = None
         self._lines = []
         self._index = {}
         self._parsed = None
@@ -398,7 +462,7 @@ class SipMessage:
 
     def header_lines(self) -> list[tuple[str, str]]:
         """(stored name, value) of every header line, in order."""
-        return [(s, v) for _k, s, v in self._lines]
+        return [(s, v) for _k, s, v in (self._lines if self._lines is not None else self._restore())]
 
     # ----------------------------------------------------------------------------- mutation
 
@@ -640,7 +704,7 @@ class SipMessage:
         body = self.body or ""
         cl = f"Content-Length: {_byte_len(body)}"
         seen_cl = False
-        for k, s, v in self._lines:
+        for k, s, v in (self._lines if self._lines is not None else self._restore()):
             if k == "content-length":
                 if not seen_cl:
                     out.append(cl)
@@ -670,7 +734,7 @@ class SipMessage:
         m = SipMessage()
         m.method, m.uri, m.version = self.method, self.uri, self.version
         m.status, m.reason, m.body, m.raw = self.status, self.reason, self.body, self.raw
-        m._lines = list(self._lines)
+        m._lines = list(self._lines if self._lines is not None else self._restore())
         m._index = None
         m._wire = self._wire
         if self._payload is not None:
@@ -685,6 +749,11 @@ class SipMessage:
     callingName = calling_name
     canFormDialog = can_form_dialog
     toString = to_string
+
+
+def _reparse(text: str) -> SipMessage:
+    """A fresh parse of text this module accepted before (for shrunk messages)."""
+    return SipMessage(text)
 
 
 def _bare_line_end(lines: list[str]) -> None:
