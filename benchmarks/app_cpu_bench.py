@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20, help="seconds of load per run (default 20)")
     p.add_argument("--rounds", type=int, default=3, help="runs per app, alternating (default 3)")
     p.add_argument("--warmup", type=int, default=100, help="calls before measuring (default 100)")
-    p.add_argument("--node-dir", help="keep/reuse the npm install of drachtio-srf@5 here")
-    p.add_argument("--server-loglevel", default="warning")
-    p.add_argument("--keep", action="store_true", help="keep logs and sipp stats files")
-    p.add_argument("-v", "--verbose", action="store_true")
+    bl.add_run_options(p)
     args = p.parse_args(argv)
     bl.setup_logging(args.verbose)
 

@@ -6,6 +6,7 @@ will then compete for the CPUs, though: run them on a quiet machine for figures 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -39,6 +40,15 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every app-against-app benchmark takes (npm cache, server log level, keeping
+    the work files, verbose progress), so the scripts agree on their names and defaults."""
+    p.add_argument("--node-dir", help="keep/reuse the npm install of drachtio-srf@5 here")
+    p.add_argument("--server-loglevel", default="warning")
+    p.add_argument("--keep", action="store_true", help="keep logs and sipp stats files")
+    p.add_argument("-v", "--verbose", action="store_true")
 
 
 def out(line: str = "") -> None:

@@ -117,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=200, help="call setup rate in cps (default 200)")
     p.add_argument("--rounds", type=int, default=1, help="runs per app, alternating (default 1)")
     p.add_argument("--warmup", type=int, default=200, help="complete calls first (default 200)")
-    p.add_argument("--node-dir", help="keep/reuse the npm install of drachtio-srf@5 here")
-    p.add_argument("--server-loglevel", default="warning")
-    p.add_argument("--keep", action="store_true", help="keep logs and sipp stats files")
-    p.add_argument("-v", "--verbose", action="store_true")
+    bl.add_run_options(p)
     args = p.parse_args(argv)
     bl.setup_logging(args.verbose)
 

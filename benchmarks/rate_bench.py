@@ -91,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="bisection steps between last pass and first fail (default 0)")
     p.add_argument("--slack", type=float, default=0.1, help="allowed overrun of the duration (0.1)")
     p.add_argument("--warmup", type=int, default=50, help="calls before each step (default 50)")
-    p.add_argument("--node-dir", help="keep/reuse the npm install of drachtio-srf@5 here")
-    p.add_argument("--server-loglevel", default="warning")
-    p.add_argument("--keep", action="store_true", help="keep logs and sipp stats files")
-    p.add_argument("-v", "--verbose", action="store_true")
+    bl.add_run_options(p)
     args = p.parse_args(argv)
     bl.setup_logging(args.verbose)
     rates = [float(x) for x in args.rates.split(",") if x.strip()]

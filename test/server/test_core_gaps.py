@@ -5,11 +5,9 @@ A raw UDP socket plays the far end so the test controls the order of what reache
 """
 from __future__ import annotations
 
-import socket
-import time
-
 import pytest
 from drachtio_ctl import ControlClient, header
+from udp_peer import UdpSipPeer as Peer
 
 from drachtio_srf.sip import SipMessage
 
@@ -19,47 +17,6 @@ CRLF = "\r\n"
 @pytest.fixture(scope="module")
 def server_config() -> dict:
     return {"t1": 0.1}
-
-
-class Peer:
-    """A UDP far end: sends SIP text to the server and waits for what comes back."""
-
-    def __init__(self, server_port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.server = ("127.0.0.1", server_port)
-
-    def send(self, text: str) -> None:
-        head, _, body = text.partition("\n\n")
-        lines = [ln for ln in head.split("\n") if ln] + [f"Content-Length: {len(body.encode())}"]
-        self.sock.sendto((CRLF.join(lines) + CRLF + CRLF + body).encode(), self.server)
-
-    def recv(self, pred, timeout: float = 5.0) -> SipMessage:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no matching SIP message from the server")
-            self.sock.settimeout(remaining)
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            msg = SipMessage(data)
-            if pred(msg):
-                return msg
-
-    def silent_for(self, pred, seconds: float) -> bool:
-        """True if nothing matching ``pred`` arrives within ``seconds``."""
-        try:
-            self.recv(pred, seconds)
-        except TimeoutError:
-            return True
-        return False
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

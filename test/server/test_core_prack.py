@@ -4,14 +4,13 @@ A raw UDP socket plays the caller so the test sees every retransmission the serv
 """
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 from drachtio_ctl import header
+from udp_peer import UdpSipPeer
 
 from drachtio_srf import wire
-from drachtio_srf.sip import SipMessage
 
 T1 = 0.1
 
@@ -28,20 +27,12 @@ def app(app):
     return app
 
 
-class Caller:
-    """A UDP socket sending requests to the server and reading what comes back."""
+class Caller(UdpSipPeer):
+    """The UDP caller of one call: sends requests in its dialog and reads what comes back."""
 
     def __init__(self, server_port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.server_port = server_port
+        super().__init__(server_port)
         self.call_id = f"prack-{time.monotonic_ns()}@test"
-
-    def send(self, text: str) -> None:
-        head, _, body = text.partition("\n\n")
-        lines = head.split("\n") + [f"Content-Length: {len(body.encode())}"]
-        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n" + body).encode(), ("127.0.0.1", self.server_port))
 
     def request(self, method: str, cseq: int, *, to_tag: str | None = None, extra: str = "",
                 branch: str | None = None) -> None:
@@ -54,36 +45,6 @@ class Caller:
                   f"CSeq: {cseq} {method}\n"
                   f"Contact: <sip:caller@127.0.0.1:{self.port}>\n"
                   f"Max-Forwards: 70\n{extra}")
-
-    def recv(self, pred=None, timeout: float = 3.0) -> SipMessage:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no matching SIP message")
-            self.sock.settimeout(remaining)
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            msg = SipMessage(data)
-            if pred is None or pred(msg):
-                return msg
-
-    def count(self, pred, seconds: float) -> int:
-        """How many matching messages arrive within ``seconds``."""
-        n = 0
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                self.recv(pred, timeout=max(0.01, deadline - time.monotonic()))
-                n += 1
-            except TimeoutError:
-                break
-        return n
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def status(code: int):

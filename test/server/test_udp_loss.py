@@ -17,6 +17,7 @@ import time
 
 import pytest
 from drachtio_ctl import SDP, ControlClient, header, response_for
+from udp_peer import UdpSipPeer
 
 from drachtio_srf.server.sip_transport import (
     UDP_RCVBUF,
@@ -24,7 +25,6 @@ from drachtio_srf.server.sip_transport import (
     UdpDropCounter,
     tune_udp_socket,
 )
-from drachtio_srf.sip import SipMessage
 
 CRLF = "\r\n"
 T1 = 0.05
@@ -42,56 +42,25 @@ def app(app):
     return app
 
 
-class Peer:
+class Peer(UdpSipPeer):
     """A UDP caller that sends exactly what the test says (so 'lost' datagrams are never sent)."""
 
     def __init__(self, server_port: int, call: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.server = ("127.0.0.1", server_port)
+        super().__init__(server_port)
         self.call_id = f"{call}@127.0.0.1"
         self.from_tag = f"tag-{call}"
 
     def request(self, method: str, cseq: int, branch: str, to_tag: str | None = None,
                 body: str = "") -> None:
-        to = f"<sip:service@127.0.0.1:{self.server[1]}>" + (f";tag={to_tag}" if to_tag else "")
-        lines = [f"{method} sip:service@127.0.0.1:{self.server[1]} SIP/2.0",
+        to = f"<sip:service@127.0.0.1:{self.server_port}>" + (f";tag={to_tag}" if to_tag else "")
+        lines = [f"{method} sip:service@127.0.0.1:{self.server_port} SIP/2.0",
                  f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch}",
                  f"From: sipp <sip:sipp@127.0.0.1:{self.port}>;tag={self.from_tag}",
                  f"To: {to}", f"Call-ID: {self.call_id}", f"CSeq: {cseq} {method}",
                  f"Contact: <sip:sipp@127.0.0.1:{self.port}>", "Max-Forwards: 70"]
         if body:
             lines.append("Content-Type: application/sdp")
-        lines.append(f"Content-Length: {len(body.encode())}")
-        self.sock.sendto((CRLF.join(lines) + CRLF + CRLF + body).encode(), self.server)
-
-    def recv(self, pred=lambda m: True, timeout: float = 5.0) -> SipMessage:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no matching SIP message from the server")
-            self.sock.settimeout(remaining)
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            msg = SipMessage(data)
-            if pred(msg):
-                return msg
-
-    def received_for(self, seconds: float) -> list[SipMessage]:
-        """Everything that arrives within ``seconds``."""
-        got = []
-        try:
-            while True:
-                got.append(self.recv(timeout=seconds))
-        except TimeoutError:
-            return got
-
-    def close(self) -> None:
-        self.sock.close()
+        self.send("\n".join(lines) + "\n\n" + body)
 
 
 @pytest.fixture
