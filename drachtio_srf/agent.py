@@ -995,8 +995,10 @@ class Agent:
                 on_echo(err, None)
             if out is not None:
                 out.fail(err)
-        if status >= 200 and res._events.get("finish"):
-            # (a listener attached after send() may miss it, as it could before on another key)
+        if status >= 200 and (out is not None or res._events.get("finish")):
+            # Queued behind the task that called send(), so a listener the app attaches right
+            # after send() still hears it, as in Node; library-internal sends (out is None) skip
+            # the task unless someone already listens.
             self.emit_on(req._key, res, "finish")
         return out.returned() if out is not None else None
 

@@ -62,7 +62,7 @@ FAILED_INVITE_MEMORY = 32.0
 #: minimum time between the echo of an app's request and the first response frame for it.
 #: drachtio-srf attaches its response listener only after the promise of the echo resolved; a
 #: response in the same TCP read as the echo would be emitted before anyone listens.
-ECHO_GAP = 0.01      # seconds a failed INVITE's dialog id is remembered (NOK of ACK)
+ECHO_GAP = 0.01      # seconds kept between an echo and the first frame that answers it
 
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
 _CSEQ_UPDATE = re.compile(r"^\s*\d+\s*UPDATE\b", re.IGNORECASE)

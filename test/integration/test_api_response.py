@@ -108,3 +108,17 @@ def test_end_sends_the_status_set_beforehand(srf, server, far_end):
     sent, exc = get(done, "res.end")
     sipp.expect_success()
     assert sent.status == 404 and "finished" in str(exc)
+
+
+def test_finish_listener_attached_right_after_send_fires(srf, server, far_end):
+    """As in Node, `res.send(486)` then `res.on('finish', ...)` in the same handler hears it."""
+    events: queue.Queue = queue.Queue()
+
+    def on_invite(req, res):
+        res.send(486)
+        res.on("finish", lambda: events.put("finish"))
+
+    srf.invite(on_invite)
+    sipp = far_end("uac-expect-486.xml", server.sip_port)
+    assert get(events, "the finish event") == "finish"
+    sipp.expect_success()
