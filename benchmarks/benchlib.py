@@ -125,6 +125,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+@dataclass(frozen=True)
+class CpuDetail:
+    """A process's CPU split: user and system seconds, and context switches of all its threads
+    (voluntary: a thread blocked, e.g. on a queue or socket; involuntary: it was preempted)."""
+
+    user: float
+    system: float
+    voluntary: int
+    involuntary: int
+
+    def __sub__(self, other: CpuDetail) -> CpuDetail:
+        return CpuDetail(self.user - other.user, self.system - other.system,
+                         self.voluntary - other.voluntary, self.involuntary - other.involuntary)
+
+
+def cpu_detail(pid: int) -> CpuDetail:
+    """CpuDetail of a whole process from /proc/<pid>/stat and each /proc/<pid>/task/*/status
+    (threads that exited before the reading are missing from the switch counts)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2:].split()
+    vol = invol = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue                    # (the thread exited meanwhile)
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
+    return CpuDetail(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK, vol, invol)
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process (VmRSS), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -3,10 +3,12 @@
 The same behaviour and stdin/stdout control protocol as benchmarks/node/uas_app.js, so both can
 be measured under the same load (see that file's header for the commands).
 
-usage: python uas_app.py ADMIN_PORT [SECRET] [--profile FILE]
+usage: python uas_app.py ADMIN_PORT [SECRET] [--profile FILE] [--inline-experiment]
 
 With ``--profile FILE`` every thread runs under cProfile timed by its own CPU time (the library
 works on its own threads, which ``python -m cProfile`` would miss); stats go to FILE on ``quit``.
+``--inline-experiment`` runs user code on the reader thread (see inline_experiment.py): a
+measurement of the thread hand-off cost, not a supported way to run the library.
 """
 from __future__ import annotations
 
@@ -85,6 +87,10 @@ def main(argv: list[str]) -> int:
         i = argv.index("--profile")
         profile_to = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
+    if "--inline-experiment" in argv:
+        argv = [a for a in argv if a != "--inline-experiment"]
+        import inline_experiment
+        inline_experiment.install()
     profiles = ThreadProfiles() if profile_to else None
     port = int(argv[0])
     secret = argv[1] if len(argv) > 1 else "cymru"
