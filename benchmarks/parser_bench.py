@@ -8,6 +8,7 @@ timing.
 
     /work/venv/bin/python benchmarks/parser_bench.py                  # 5 rounds of 3 s each
     /work/venv/bin/python benchmarks/parser_bench.py --rounds 3 --seconds 2
+    /work/venv/bin/python benchmarks/parser_bench.py --breakdown   # also the parts, both sides
 
 Prints messages per second for both (median over rounds), and last the ratio Python / Node
 (target >= 1.0).
@@ -48,8 +49,11 @@ def load_corpus(folder: Path = bl.CORPUS) -> list[str]:
     return msgs
 
 
-def worker(corpus_path: str, seconds: float, warmup: float) -> None:
-    """The Python side, run in its own process: prints ``RESULT <msgs/s> <bytes per pass>``."""
+def worker(corpus_path: str, seconds: float, warmup: float, mode: str = "full") -> None:
+    """The Python side, run in its own process: prints ``RESULT <msgs/s> <bytes per pass>``.
+
+    ``mode``: ``full`` (the benchmark), ``parse`` (constructor only), ``headers`` (parse and the
+    parsed headers, no serialising) - the parts, for ``--breakdown``."""
     from drachtio_srf.sip import SipMessage
 
     corpus = json.loads(Path(corpus_path).read_text())
@@ -59,10 +63,14 @@ def worker(corpus_path: str, seconds: float, warmup: float) -> None:
         size = 0
         for text in corpus:
             msg = SipMessage(text)
+            if mode == "parse":
+                continue
             for h in headers:
                 msg.get_parsed_header(h)
             if msg.has("Contact"):
                 msg.get_parsed_header("Contact")
+            if mode == "headers":
+                continue
             size += len(msg.to_string())
         return size
 
@@ -96,11 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, help="timed seconds per run (default 3)")
     p.add_argument("--warmup", type=float, default=1.0, help="untimed seconds first (default 1)")
     p.add_argument("--node-dir", help="keep/reuse the npm install of drachtio-srf@5 here")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time the parts (parse only; parse + parsed headers) on both sides")
+    p.add_argument("--mode", default="full", help=argparse.SUPPRESS)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.seconds, args.warmup)
+        worker(args.worker, args.seconds, args.warmup, args.mode)
         return 0
     bl.setup_logging(args.verbose)
     corpus = load_corpus()
@@ -111,19 +122,36 @@ def main(argv: list[str] | None = None) -> int:
         bl.out(f"# parser_bench: {bl.machine()} drachtio-srf(node)={bl.node_srf_version(node_work)}")
         bl.out(f"# corpus: {len(corpus)} messages, {sum(len(m) for m in corpus)} bytes; "
                f"{args.rounds} round(s) of {args.seconds:g} s (+{args.warmup:g} s warm-up)")
+        modes = ("full", "parse", "headers") if args.breakdown else ("full",)
+        parts: dict[tuple[str, str], list[float]] = {}
         for rnd, impl in bl.alternate(args.rounds):
-            if impl == "py":
-                cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(corpus_path),
-                       "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
-                rate, size = measure(cmd)
-            else:
-                cmd = ["node", "parser_bench.js", str(corpus_path), str(args.seconds), str(args.warmup)]
-                rate, size = measure(cmd, cwd=node_work)
-            results[impl].append(rate)
-            bl.out(f"round {rnd + 1} {impl:4s}: {rate:10.0f} msgs/s  (serialised {size} bytes per pass)")
+            for mode in modes:
+                if impl == "py":
+                    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker",
+                           str(corpus_path), "--seconds", str(args.seconds), "--warmup",
+                           str(args.warmup), "--mode", mode]
+                    rate, size = measure(cmd)
+                else:
+                    cmd = ["node", "parser_bench.js", str(corpus_path), str(args.seconds),
+                           str(args.warmup), mode]
+                    rate, size = measure(cmd, cwd=node_work)
+                parts.setdefault((impl, mode), []).append(rate)
+                if mode == "full":
+                    results[impl].append(rate)
+                    bl.out(f"round {rnd + 1} {impl:4s}: {rate:10.0f} msgs/s  "
+                           f"(serialised {size} bytes per pass)")
     py, node = bl.median(results["py"]), bl.median(results["node"])
     bl.out(f"python: {py:.0f} msgs/s (median)")
     bl.out(f"node:   {node:.0f} msgs/s (median)")
+    if args.breakdown:
+        # microseconds per message of each step, from the medians of the cumulative modes
+        def us(impl: str) -> tuple[float, float, float]:
+            t = {m: 1e6 / bl.median(parts[(impl, m)]) for m in modes}
+            return t["parse"], t["headers"] - t["parse"], t["full"] - t["headers"]
+        for impl in ("py", "node"):
+            parse_us, headers_us, out_us = us(impl)
+            bl.out(f"{impl:6s} us/msg: parse {parse_us:5.2f}  parsed headers {headers_us:5.2f}  "
+                   f"serialise {out_us:5.2f}")
     bl.out(bl.ratio_line("parser msgs/s python/node", py / node if node else float("nan"), ">= 1.0"))
     return 0
 

@@ -19,7 +19,6 @@ import concurrent.futures
 import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -47,9 +46,11 @@ class Dispatcher:
       unreleased the key is *parked*: it stays in ``_keys``, nothing for it is on the ready queue or
       running, and no worker waits for it; :meth:`HoldHandle.release` dispatches what follows.
       A released hold is skipped when it reaches the head.
-    * every item put on the ready queue is matched by exactly one waiting worker: an idle worker
-      it claims (``_idle``), a new worker, or - at ``max_workers`` - the next worker to finish
-      (``_overflow``). So work never sits in the queue while the pool could run it.
+    * a ready item goes to the most recently idle worker (``_idle``, a stack: its own wake-up
+      lock), else to a new worker, else - at ``max_workers`` - to ``_backlog``, which every
+      finishing worker drains before it idles. So work never waits while the pool could run
+      it, and the same few workers stay busy and warm while the others time out and exit
+      (a shared queue would wake the idle workers in turn and keep all of them alive).
     """
 
     def __init__(self, max_workers: int = 64, name: str = "drachtio-worker",
@@ -59,14 +60,13 @@ class Dispatcher:
         self.max_workers = max_workers
         self.name = name
         self.idle_timeout = idle_timeout
-        self._ready: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._keys: dict[Hashable, deque[Any]] = {}     # (tasks and HoldHandles)
         self._holds: set[HoldHandle] = set()            # not yet released
         self._workers: set[threading.Thread] = set()
-        self._idle = 0            # waiting workers not yet claimed by an item
-        self._overflow = 0        # items queued while every worker was busy at max_workers
+        self._idle: list[_Worker] = []      # waiting workers, the most recently idle last
+        self._backlog: deque[_Item] = deque()   # ready items waiting for a worker (at max_workers)
         self._outstanding = 0     # tasks submitted and not yet finished
         self._counter = itertools.count(1)
         self._closing = False     # shutdown called: accept work until drained
@@ -213,50 +213,53 @@ class Dispatcher:
         return None
 
     def _dispatch_locked(self, item: _Item) -> None:
-        """Put an item on the ready queue and make sure a worker will take it (lock held)."""
-        if self._idle > 0:
-            self._idle -= 1
+        """Hand a ready item to a worker, or to the backlog at ``max_workers`` (lock held)."""
+        if self._idle:
+            worker = self._idle.pop()
+            worker.item = item
+            worker.wake.release()
         elif len(self._workers) < self.max_workers:
-            t = threading.Thread(target=self._work, name=f"{self.name}-{next(self._counter)}",
-                                 daemon=True)
+            worker = _Worker(item)
+            t = threading.Thread(target=self._work, args=(worker,),
+                                 name=f"{self.name}-{next(self._counter)}", daemon=True)
             self._workers.add(t)
             t.start()
         else:
-            self._overflow += 1
-        self._ready.put(item)
+            self._backlog.append(item)
 
     def _close_locked(self) -> None:
-        """Drained while closing: tell every worker to stop (lock held)."""
+        """Drained while closing: stop every idle worker; busy ones stop when they finish."""
         self._closed = True
-        for _ in range(len(self._workers)):
-            self._ready.put(_STOP)
+        for worker in self._idle:
+            worker.item = _STOP
+            worker.wake.release()
+        self._idle.clear()
         self._drained.notify_all()
 
-    def _work(self) -> None:
-        """Worker loop: take ready items, run them, hand a key's next task on, exit when idle.
+    def _work(self, worker: _Worker) -> None:
+        """Worker loop: run the item handed over, then the next one, idle when there is none.
 
         When a keyed task finishes and the key has more, this worker runs the next one itself
-        (no queue round trip, no other thread woken) unless items wait for a worker at
-        ``max_workers``: then it is queued behind them, for fairness.
+        (no hand-off, no other thread woken) unless items wait in the backlog: then it goes
+        behind them, for fairness.  An idle worker that gets nothing for ``idle_timeout``
+        seconds exits.
         """
-        get = self._ready.get
         lock = self._lock
         me = threading.current_thread()
-        item: _Item | None = None
+        item: _Item | None = worker.item
+        worker.item = None
         while True:
             if item is None:
-                try:
-                    item = get(timeout=self.idle_timeout)
-                except queue.Empty:
+                # idle: wait for an item on our own wake-up lock
+                if not worker.wake.acquire(timeout=self.idle_timeout):
                     with lock:
-                        # An unclaimed idle slot exists: this worker can be the one that leaves.
-                        # Otherwise an item is on its way to us; wait again.
-                        if self._idle > 0 or self._closed:
-                            if self._idle > 0:
-                                self._idle -= 1
+                        if worker in self._idle:    # nobody picked us meanwhile: leave
+                            self._idle.remove(worker)
                             self._workers.discard(me)
                             return
-                    continue
+                    worker.wake.acquire()           # picked just now: the item is on its way
+                item = worker.item
+                worker.item = None
                 if item is None:  # _STOP
                     with lock:
                         self._workers.discard(me)
@@ -273,18 +276,28 @@ class Dispatcher:
                 if key is not None:
                     nxt = self._next_locked(key, self._keys[key])
                     if nxt is not None:
-                        if self._overflow > 0:
-                            # This worker stays claimed by the item it queues.
-                            self._ready.put(nxt)
-                        else:
-                            item = nxt
-                        continue
-                if self._overflow > 0:
-                    self._overflow -= 1
-                else:
-                    self._idle += 1
+                        self._backlog.append(nxt)
+                backlog = self._backlog
+                if backlog:
+                    item = backlog.popleft()
+                    continue
                 if self._closing and not self._closed and self._outstanding == 0:
                     self._close_locked()
+                if self._closed:
+                    self._workers.discard(me)
+                    return
+                self._idle.append(worker)
+
+
+class _Worker:
+    """A worker's hand-over slot: the dispatcher sets ``item`` and releases ``wake``."""
+
+    __slots__ = ("item", "wake")
+
+    def __init__(self, item: _Item | None) -> None:
+        self.item: _Item | None = item
+        self.wake = threading.Lock()
+        self.wake.acquire()      # held until an item is handed over
 
 
 class HoldHandle:

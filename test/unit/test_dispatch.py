@@ -127,6 +127,33 @@ def test_pool_grows_when_handlers_block_on_each_other() -> None:
     assert _module_threads("grow-worker") == []
 
 
+def test_steady_trickle_of_work_lets_the_surplus_workers_exit() -> None:
+    # A burst grows the pool to 4 workers. Then one task at a time, non-stop, for 4 idle
+    # timeouts: the work goes to the most recently idle worker, so the surplus idles and exits
+    # while the trickle goes on (a shared queue would hand the tasks to all four in turn and keep
+    # every one of them alive).
+    idle_timeout = 0.25
+    d = Dispatcher(max_workers=8, name="trickle-worker", idle_timeout=idle_timeout)
+    try:
+        gate = threading.Barrier(5)
+        for i in range(4):
+            d.submit(f"burst{i}", gate.wait, WAIT)
+        gate.wait(WAIT)                     # all four ran at once: four workers
+        assert len(_module_threads("trickle-worker")) >= 4
+        end = time.monotonic() + 4 * idle_timeout
+        n = 0
+        while time.monotonic() < end:
+            done = threading.Event()
+            d.submit(None if n % 2 else "k", done.set)
+            assert done.wait(WAIT)
+            n += 1
+        alive = len(_module_threads("trickle-worker"))
+        assert alive <= 2, f"{alive} workers still alive after {n} one-at-a-time tasks"
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+    assert _module_threads("trickle-worker") == []
+
+
 def test_max_workers_limits_parallelism_but_loses_nothing() -> None:
     d = Dispatcher(max_workers=2, name="cap-worker")
     active = [0]
