@@ -996,10 +996,10 @@ class Agent:
             if out is not None:
                 out.fail(err)
         if status >= 200 and (out is not None or res._events.get("finish")):
-            # Queued behind the task that called send(), so a listener the app attaches right
-            # after send() still hears it, as in Node; library-internal sends (out is None) skip
-            # the task unless someone already listens.
-            self.emit_on(req._key, res, "finish")
+            # Queued behind the task that called send() (on its key), so a listener the app
+            # attaches right after send() still hears it, as in Node; library-internal sends
+            # (out is None) skip the task unless someone already listens.
+            self.emit_on(self.dispatcher.current_key() or req._key, res, "finish")
         return out.returned() if out is not None else None
 
     # -- proxy ------------------------------------------------------------------------------------

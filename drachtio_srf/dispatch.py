@@ -71,6 +71,7 @@ class Dispatcher:
         self._counter = itertools.count(1)
         self._closing = False     # shutdown called: accept work until drained
         self._closed = False      # drained and workers told to stop: new work is dropped
+        self._local = threading.local()     # .key: the key of the task this worker runs
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -114,6 +115,11 @@ class Dispatcher:
                 backlog.append(handle)
             self._holds.add(handle)
         return handle
+
+    def current_key(self) -> Hashable | None:
+        """The key of the task running on the calling thread (None off the pool, or unkeyed):
+        what to queue work on so that it runs after the current task, in order."""
+        return getattr(self._local, "key", None)
 
     def held(self, key: Hashable) -> bool:
         """True while ``key`` is parked on an unreleased hold (a snapshot)."""
@@ -245,6 +251,7 @@ class Dispatcher:
         seconds exits.
         """
         lock = self._lock
+        local = self._local
         me = threading.current_thread()
         item: _Item | None = worker.item
         worker.item = None
@@ -265,10 +272,12 @@ class Dispatcher:
                         self._workers.discard(me)
                     return
             key, fn, args, kwargs = item
+            local.key = key
             try:
                 fn(*args, **kwargs)
             except BaseException:  # a task must never take its worker down
                 logger.exception("task %r (key %r) raised", fn, key)
+            local.key = None
             del fn, args, kwargs
             item = None
             with lock:

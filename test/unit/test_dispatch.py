@@ -154,6 +154,14 @@ def test_steady_trickle_of_work_lets_the_surplus_workers_exit() -> None:
     assert _module_threads("trickle-worker") == []
 
 
+def test_current_key_is_the_running_tasks_key(dispatcher: Dispatcher) -> None:
+    seen: queue.Queue = queue.Queue()
+    assert dispatcher.current_key() is None            # not on a worker
+    dispatcher.submit("dlg-1", lambda: seen.put(dispatcher.current_key()))
+    dispatcher.submit(None, lambda: seen.put(dispatcher.current_key()))
+    assert {seen.get(timeout=WAIT), seen.get(timeout=WAIT)} == {"dlg-1", None}
+
+
 def test_max_workers_limits_parallelism_but_loses_nothing() -> None:
     d = Dispatcher(max_workers=2, name="cap-worker")
     active = [0]
