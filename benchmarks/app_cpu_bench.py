@@ -58,6 +58,8 @@ def one_run(impl: str, args: argparse.Namespace, node_work: Path, work: Path, ta
     try:
         app_args = ["--inline-experiment"] if impl == "py" and args.inline_experiment else []
         app = bl.App(impl, server, node_work, work, app_args)
+        if args.pin_app is not None:
+            bl.pin_process(app.pid, {args.pin_app})
         if args.warmup:
             bl.run_sipp(server.sip_port, work, f"{tag}-warm", timeout=60, rate=args.rate,
                         calls=args.warmup)
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inline-experiment", action="store_true",
                    help="EXPERIMENT: the Python app runs user code on the reader thread, as Node "
                         "does (breaks the threading contract; shows the cost of the hand-offs)")
+    p.add_argument("--pin-app", type=int, metavar="CPU",
+                   help="run either app on this one CPU only (both alike; server and sipp unpinned)")
     bl.add_run_options(p)
     args = p.parse_args(argv)
     bl.setup_logging(args.verbose)
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     with bl.node_install(args.node_dir) as node_work, bl.workdir(args.keep) as work:
         bl.out(f"# app_cpu_bench: {bl.machine()} drachtio-srf(node)={bl.node_srf_version(node_work)}")
         bl.out(f"# {args.rate:g} cps x {args.duration:g} s, {args.rounds} round(s), warm-up {args.warmup} calls")
+        if args.pin_app is not None:
+            bl.out(f"# both apps pinned to CPU {args.pin_app}")
         if args.inline_experiment:
             bl.out("# EXPERIMENT: Python app with user code inline on the reader thread "
                    "(not the library's threading contract; not a product figure)")

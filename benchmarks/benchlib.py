@@ -159,6 +159,16 @@ def cpu_detail(pid: int) -> CpuDetail:
     return CpuDetail(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK, vol, invol)
 
 
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Restrict every thread of a process to ``cpus`` (Linux affinity is per thread; threads it
+    starts later inherit their creator's)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except (ProcessLookupError, FileNotFoundError):
+            continue                    # (the thread exited meanwhile)
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process (VmRSS), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
