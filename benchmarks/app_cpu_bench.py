@@ -30,11 +30,10 @@ class Run:
     calls: int
     failed: int
     retrans: int
-    app_cpu: float
     server_cpu: float
     elapsed: float
     leftover: int
-    detail: bl.CpuDetail
+    detail: bl.CpuDetail       # the app's CPU over the measured calls
 
     def per_call(self) -> str:
         """User/system ms and context switches (voluntary/preempted) per call, of the app."""
@@ -45,7 +44,7 @@ class Run:
 
     @property
     def app_ms(self) -> float:
-        return 1000 * self.app_cpu / max(self.calls, 1)
+        return 1000 * self.detail.total / max(self.calls, 1)
 
     @property
     def server_ms(self) -> float:
@@ -65,17 +64,15 @@ def one_run(impl: str, args: argparse.Namespace, node_work: Path, work: Path, ta
                         calls=args.warmup)
             app.wait_released(args.warmup, timeout=20)
         base = app.stats()
-        app0, srv0 = bl.cpu_seconds(app.pid), bl.cpu_seconds(server.pid)
-        detail0 = bl.cpu_detail(app.pid)
+        app0, srv0 = bl.cpu_detail(app.pid), bl.cpu_seconds(server.pid)
         calls = int(args.rate * args.duration)
         res = bl.run_sipp(server.sip_port, work, tag, timeout=args.duration * 3 + 30,
                           rate=args.rate, calls=calls)
         end = app.wait_released(base["created"] + base["failed"] + calls, timeout=30)
-        app1, srv1 = bl.cpu_seconds(app.pid), bl.cpu_seconds(server.pid)
-        detail = bl.cpu_detail(app.pid) - detail0
+        app1, srv1 = bl.cpu_detail(app.pid), bl.cpu_seconds(server.pid)
         done = end["created"] - base["created"]
         run = Run(impl, done, max(res.failed, 0) + end["failed"] - base["failed"], res.retransmissions,
-                  app1 - app0, srv1 - srv0, res.elapsed, end["open"], detail)
+                  srv1 - srv0, res.elapsed, end["open"], app1 - app0)
         if not res.ok or run.failed or done != calls or end["open"]:
             logger.warning("%s run not clean: sipp rc=%s failed=%s, app created %d/%d, open %d",
                            impl, res.rc, res.failed, done, calls, end["open"])

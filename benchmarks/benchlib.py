@@ -118,11 +118,16 @@ def wait_for_tcp(port: int, timeout: float = 10.0) -> None:
 
 # -- /proc ------------------------------------------------------------------------------------------
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a whole process (all its threads), from /proc/<pid>/stat."""
+def _cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a whole process (all its threads), from /proc/<pid>/stat."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a whole process (all its threads)."""
+    return sum(_cpu_times(pid))
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,10 @@ class CpuDetail:
     voluntary: int
     involuntary: int
 
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
     def __sub__(self, other: CpuDetail) -> CpuDetail:
         return CpuDetail(self.user - other.user, self.system - other.system,
                          self.voluntary - other.voluntary, self.involuntary - other.involuntary)
@@ -143,8 +152,6 @@ class CpuDetail:
 def cpu_detail(pid: int) -> CpuDetail:
     """CpuDetail of a whole process from /proc/<pid>/stat and each /proc/<pid>/task/*/status
     (threads that exited before the reading are missing from the switch counts)."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
     vol = invol = 0
     for status in Path(f"/proc/{pid}/task").glob("*/status"):
         try:
@@ -156,7 +163,8 @@ def cpu_detail(pid: int) -> CpuDetail:
                 vol += int(line.split()[1])
             elif line.startswith("nonvoluntary_ctxt_switches:"):
                 invol += int(line.split()[1])
-    return CpuDetail(int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK, vol, invol)
+    user, system = _cpu_times(pid)
+    return CpuDetail(user, system, vol, invol)
 
 
 def pin_process(pid: int, cpus: set[int]) -> None:

@@ -115,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bl.setup_logging(args.verbose)
     corpus = load_corpus()
-    results: dict[str, list[float]] = {"py": [], "node": []}
     with bl.node_install(args.node_dir) as node_work, bl.workdir(False) as work:
         corpus_path = work / "corpus.json"
         corpus_path.write_text(json.dumps(corpus))
@@ -137,10 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                     rate, size = measure(cmd, cwd=node_work)
                 parts.setdefault((impl, mode), []).append(rate)
                 if mode == "full":
-                    results[impl].append(rate)
                     bl.out(f"round {rnd + 1} {impl:4s}: {rate:10.0f} msgs/s  "
                            f"(serialised {size} bytes per pass)")
-    py, node = bl.median(results["py"]), bl.median(results["node"])
+    py, node = bl.median(parts[("py", "full")]), bl.median(parts[("node", "full")])
     bl.out(f"python: {py:.0f} msgs/s (median)")
     bl.out(f"node:   {node:.0f} msgs/s (median)")
     if args.breakdown:

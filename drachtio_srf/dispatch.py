@@ -41,10 +41,10 @@ class Dispatcher:
 
     * ``_keys`` maps a key that has a task queued or running to a deque of its *later* tasks;
       a key is absent when nothing for it is in flight. When a keyed task finishes, the next one
-      for that key (if any) goes to the ready queue, which keeps per-key order and fairness.
+      for that key (if any) is made ready (see below), which keeps per-key order and fairness.
     * a :class:`HoldHandle` sits in a key's deque like a task.  When it reaches the head while
-      unreleased the key is *parked*: it stays in ``_keys``, nothing for it is on the ready queue or
-      running, and no worker waits for it; :meth:`HoldHandle.release` dispatches what follows.
+      unreleased the key is *parked*: it stays in ``_keys``, nothing for it is ready or running,
+      and no worker waits for it; :meth:`HoldHandle.release` dispatches what follows.
       A released hold is skipped when it reaches the head.
     * a ready item goes to the most recently idle worker (``_idle``, a stack: its own wake-up
       lock), else to a new worker, else - at ``max_workers`` - to ``_backlog``, which every

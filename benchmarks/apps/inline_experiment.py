@@ -20,7 +20,8 @@ logger = logging.getLogger("benchmarks.inline_experiment")
 
 
 def install() -> None:
-    """Patch Dispatcher._submit: tasks submitted from a reader thread run at once, inline."""
+    """Patch Dispatcher._submit: tasks submitted from a reader thread (recognised by the
+    ``<name>-reader-<peer>`` thread name transport.Connection gives it) run at once, inline."""
     original = dispatch.Dispatcher._submit
 
     def submit(self: dispatch.Dispatcher, key: Any, fn: Callable[..., Any], args: tuple[Any, ...],
