@@ -174,6 +174,8 @@ class Dispatcher:
                 self._release_locked(handle)
             if self._outstanding == 0:
                 self._close_locked()
+            else:
+                self._stop_idle_locked()    # the busy ones drain what is left, then exit
             if current in self._workers:
                 return False
             if not wait:
@@ -220,6 +222,16 @@ class Dispatcher:
                 self._start_watchdog_locked()
         return True
 
+    def _ready_locked(self, item: _Item) -> None:
+        """Make ``item`` ready: a draining worker takes it, else wake one (lock held)."""
+        self._ready.append(item)
+        if self._running == 0:
+            self._wake_locked()
+        elif self._watchdog_waiting:
+            self._watch.notify()
+        elif self._watchdog is None:
+            self._start_watchdog_locked()
+
     def _release_locked(self, handle: HoldHandle) -> None:
         """Release ``handle``; if its key was parked on it, dispatch what follows (lock held)."""
         if handle._released:
@@ -234,11 +246,7 @@ class Dispatcher:
         backlog.popleft()       # (a parked hold is its key's head)
         nxt = self._next_locked(key, backlog)
         if nxt is not None:
-            self._ready.append(nxt)
-            if self._running == 0:
-                self._wake_locked()
-            elif self._watchdog_waiting:
-                self._watch.notify()
+            self._ready_locked(nxt)
 
     def _next_locked(self, key: Hashable, backlog: deque[Any]) -> _Item | None:
         """Pop ``key``'s next task (lock held). None when the key is done (then it is dropped
@@ -323,12 +331,15 @@ class Dispatcher:
     def _close_locked(self) -> None:
         """Drained while closing: stop every idle worker; busy ones stop when they finish."""
         self._closed = True
+        self._stop_idle_locked()
+        self._drained.notify_all()
+        self._watch.notify_all()
+
+    def _stop_idle_locked(self) -> None:
         for worker in self._idle:
             worker.stop = True
             worker.wake.release()
         self._idle.clear()
-        self._drained.notify_all()
-        self._watch.notify_all()
 
     def _work(self, worker: _Worker) -> None:
         """Worker loop: take ready items until there is none, then idle.
@@ -362,7 +373,7 @@ class Dispatcher:
                     if self._closing and not self._closed and self._outstanding == 0:
                         self._close_locked()
                     self._running -= 1
-                    if self._closed:
+                    if self._closing:       # (a later ready item wakes a new worker)
                         self._workers.discard(me)
                         return
                     self._idle.append(worker)
