@@ -29,49 +29,61 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Completion", "Dispatcher", "DrachtioFuture", "HoldHandle", "TimerHandle", "Timers"]
 
-# A ready item: (key, fn, args, kwargs). _STOP tells a worker to exit.
+# A ready item: (key, fn, args, kwargs).
 _Item = tuple[Any, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
-_STOP: Any = None
 
 
 class Dispatcher:
-    """Worker pool with per-key serial queues. Grows on demand (handlers may block), idle workers exit.
+    """Worker pool with per-key serial queues that behaves like an event loop under load.
 
-    Bookkeeping (all under one lock, one acquisition per submit and per finished task):
+    Handlers may block, so user code runs on a pool of workers; but a hand-off between threads
+    costs context switches, so the pool wakes as few workers as it can:
 
+    * ready items go to one shared queue (``_ready``).  A worker that finishes a task takes the
+      next ready item itself and only idles when there is none: while work keeps coming, one
+      running worker drains it all, as an event loop would.
+    * another worker is woken only when no worker is *draining* (``_running`` == 0: every worker
+      is idle, or blocked).  A worker stops draining when its task blocks on one of the library's
+      own futures (:meth:`DrachtioFuture.result` tells the pool, which wakes a successor at once
+      when work is waiting), and the *watchdog* - a thread that only runs while work waits -
+      wakes one more worker when no ready item was taken for ``watchdog_interval`` seconds (a
+      task blocked elsewhere: sleep, I/O, a lock, or just long).
+    * the idle workers form a stack (each waits on its own wake-up lock): the most recently idle
+      one is woken first, so the same few workers stay warm and the others time out and exit.
     * ``_keys`` maps a key that has a task queued or running to a deque of its *later* tasks;
-      a key is absent when nothing for it is in flight. When a keyed task finishes, the next one
-      for that key (if any) is made ready (see below), which keeps per-key order and fairness.
-    * a :class:`HoldHandle` sits in a key's deque like a task.  When it reaches the head while
-      unreleased the key is *parked*: it stays in ``_keys``, nothing for it is ready or running,
-      and no worker waits for it; :meth:`HoldHandle.release` dispatches what follows.
-      A released hold is skipped when it reaches the head.
-    * a ready item goes to the most recently idle worker (``_idle``, a stack: its own wake-up
-      lock), else to a new worker, else - at ``max_workers`` - to ``_backlog``, which every
-      finishing worker drains before it idles. So work never waits while the pool could run
-      it, and the same few workers stay busy and warm while the others time out and exit
-      (a shared queue would wake the idle workers in turn and keep all of them alive).
+      when a keyed task finishes its successor joins the back of the ready queue (per-key order,
+      fairness across keys).  A :class:`HoldHandle` sits in a key's deque like a task; at the
+      head while unreleased the key is *parked* (no worker waits for it).
+    * at ``max_workers`` ready items wait for a worker; the first time that happens a WARNING is
+      logged (a pool too small for the number of handlers that block at once).
     """
 
     def __init__(self, max_workers: int = 64, name: str = "drachtio-worker",
-                 idle_timeout: float = 5.0) -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+                 idle_timeout: float = 5.0, watchdog_interval: float = 0.005) -> None:
+        if not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be an int of at least 1, got {max_workers!r}")
         self.max_workers = max_workers
         self.name = name
         self.idle_timeout = idle_timeout
+        self.watchdog_interval = watchdog_interval
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
+        self._watch = threading.Condition(self._lock)   # the watchdog waits for work on this
         self._keys: dict[Hashable, deque[Any]] = {}     # (tasks and HoldHandles)
         self._holds: set[HoldHandle] = set()            # not yet released
         self._workers: set[threading.Thread] = set()
         self._idle: list[_Worker] = []      # waiting workers, the most recently idle last
-        self._backlog: deque[_Item] = deque()   # ready items waiting for a worker (at max_workers)
+        self._ready: deque[_Item] = deque()     # items whose key is free, in order
+        self._running = 0         # workers that will take the next ready item unasked
+        self._taken = 0           # ready items taken so far (the watchdog's progress counter)
         self._outstanding = 0     # tasks submitted and not yet finished
         self._counter = itertools.count(1)
         self._closing = False     # shutdown called: accept work until drained
         self._closed = False      # drained and workers told to stop: new work is dropped
-        self._local = threading.local()     # .key: the key of the task this worker runs
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_waiting = False
+        self._warned_exhausted = False
+        self._local = threading.local()     # .key: the running task's key; .draining
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -139,12 +151,20 @@ class Dispatcher:
         the only one who could submit for ``key`` for it to stay true)."""
         return key not in self._keys
 
-    def shutdown(self, wait: bool = True, timeout: float = 5.0) -> None:
+    def blocking(self) -> _Blocking:
+        """Context manager for a task about to block (used by the library's futures): while
+        inside, this worker no longer counts as draining the ready queue, and another worker
+        is woken at once if work is waiting.  A no-op off this pool's workers."""
+        return _Blocking(self)
+
+    def shutdown(self, wait: bool = True, timeout: float = 5.0) -> bool:
         """Run what was already submitted, then stop every worker.
 
-        With ``wait``, block until the workers have exited or ``timeout`` seconds have passed.
+        With ``wait``, block until the workers have exited or ``timeout`` seconds have passed;
+        returns True when every worker has exited.  A worker still running a task then (a
+        handler that blocks) runs what is queued behind it and exits when its task returns.
         Called from one of this pool's own workers it cannot wait for itself, so it returns
-        at once and the pool winds down when the calling task returns.
+        at once (False) and the pool winds down when the calling task returns.
         """
         deadline = time.monotonic() + timeout
         current = threading.current_thread()
@@ -154,19 +174,28 @@ class Dispatcher:
                 self._release_locked(handle)
             if self._outstanding == 0:
                 self._close_locked()
-            if not wait or current in self._workers:
-                return
+            else:
+                self._stop_idle_locked()    # the busy ones drain what is left, then exit
+            if current in self._workers:
+                return False
+            if not wait:
+                return not self._workers
             while not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._drained.wait(remaining)
             workers = list(self._workers)
+            watchdog = self._watchdog
+        if watchdog is not None and self._closed:
+            watchdog.join(max(0.0, deadline - time.monotonic()))
         for t in workers:
             t.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in workers if t.is_alive()]
         if alive:
-            logger.warning("dispatcher %s: workers still busy after %.1fs: %s", self.name, timeout, alive)
+            logger.warning("dispatcher %s: workers still busy after %.1fs (each exits when its "
+                           "task returns): %s", self.name, timeout, alive)
+        return not alive
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -184,8 +213,24 @@ class Dispatcher:
                     backlog.append(item)
                     return True
                 self._keys[key] = deque()
-            self._dispatch_locked(item)
+            self._ready.append(item)
+            if self._running == 0:
+                self._wake_locked()
+            elif self._watchdog_waiting:
+                self._watch.notify()
+            elif self._watchdog is None:
+                self._start_watchdog_locked()
         return True
+
+    def _ready_locked(self, item: _Item) -> None:
+        """Make ``item`` ready: a draining worker takes it, else wake one (lock held)."""
+        self._ready.append(item)
+        if self._running == 0:
+            self._wake_locked()
+        elif self._watchdog_waiting:
+            self._watch.notify()
+        elif self._watchdog is None:
+            self._start_watchdog_locked()
 
     def _release_locked(self, handle: HoldHandle) -> None:
         """Release ``handle``; if its key was parked on it, dispatch what follows (lock held)."""
@@ -201,7 +246,7 @@ class Dispatcher:
         backlog.popleft()       # (a parked hold is its key's head)
         nxt = self._next_locked(key, backlog)
         if nxt is not None:
-            self._dispatch_locked(nxt)
+            self._ready_locked(nxt)
 
     def _next_locked(self, key: Hashable, backlog: deque[Any]) -> _Item | None:
         """Pop ``key``'s next task (lock held). None when the key is done (then it is dropped
@@ -218,95 +263,173 @@ class Dispatcher:
         del self._keys[key]
         return None
 
-    def _dispatch_locked(self, item: _Item) -> None:
-        """Hand a ready item to a worker, or to the backlog at ``max_workers`` (lock held)."""
+    def _wake_locked(self) -> bool:
+        """Put one more worker on the ready queue: the most recently idle, else a new one
+        (lock held).  False at ``max_workers`` (warned once)."""
         if self._idle:
             worker = self._idle.pop()
-            worker.item = item
+            self._running += 1
             worker.wake.release()
-        elif len(self._workers) < self.max_workers:
-            worker = _Worker(item)
+            return True
+        if len(self._workers) < self.max_workers:
+            worker = _Worker()
             t = threading.Thread(target=self._work, args=(worker,),
                                  name=f"{self.name}-{next(self._counter)}", daemon=True)
             self._workers.add(t)
+            self._running += 1
             t.start()
-        else:
-            self._backlog.append(item)
+            return True
+        if not self._warned_exhausted:
+            self._warned_exhausted = True
+            logger.warning("dispatcher %s: all %d workers are busy and work is waiting for one "
+                           "(handlers that block hold a worker each; raise max_workers if this "
+                           "is expected)", self.name, self.max_workers)
+        return False
+
+    def _start_watchdog_locked(self) -> None:
+        if self._closed:
+            return
+        t = threading.Thread(target=self._watchdog_run, name=f"{self.name}-watchdog", daemon=True)
+        self._watchdog = t
+        t.start()
+
+    def _watchdog_run(self) -> None:
+        """While items are ready, check every ``watchdog_interval`` that one was taken; if none
+        was, the draining workers are stuck in their tasks: wake one more.  Sleeps otherwise."""
+        interval = self.watchdog_interval
+        ready = self._ready
+        with self._lock:
+            while not self._closed:
+                if not ready:
+                    self._watchdog_waiting = True
+                    self._watch.wait()
+                    self._watchdog_waiting = False
+                    continue
+                taken = self._taken
+                self._watch.wait(interval)
+                if ready and self._taken == taken and not self._closed:
+                    self._wake_locked()
+
+    def _block_begin(self) -> bool:
+        """The calling worker's task is about to block: stop counting it as draining and wake
+        a successor if work waits.  False off this pool (then :meth:`_block_end` is not due)."""
+        local = self._local
+        if not getattr(local, "draining", False):
+            return False
+        with self._lock:
+            local.draining = False
+            self._running -= 1
+            if self._ready and self._running == 0:
+                self._wake_locked()
+        return True
+
+    def _block_end(self) -> None:
+        with self._lock:
+            self._running += 1
+        self._local.draining = True
 
     def _close_locked(self) -> None:
         """Drained while closing: stop every idle worker; busy ones stop when they finish."""
         self._closed = True
+        self._stop_idle_locked()
+        self._drained.notify_all()
+        self._watch.notify_all()
+
+    def _stop_idle_locked(self) -> None:
         for worker in self._idle:
-            worker.item = _STOP
+            worker.stop = True
             worker.wake.release()
         self._idle.clear()
-        self._drained.notify_all()
 
     def _work(self, worker: _Worker) -> None:
-        """Worker loop: run the item handed over, then the next one, idle when there is none.
+        """Worker loop: take ready items until there is none, then idle.
 
-        When a keyed task finishes and the key has more, this worker runs the next one itself
-        (no hand-off, no other thread woken) unless items wait in the backlog: then it goes
-        behind them, for fairness.  An idle worker that gets nothing for ``idle_timeout``
-        seconds exits.
+        The worker counts in ``_running`` from the moment it is woken until it finds the ready
+        queue empty (or while its task blocks on a library future).  Finishing a task and taking
+        the next one is one lock acquisition.  An idle worker that gets nothing for
+        ``idle_timeout`` seconds exits.
         """
         lock = self._lock
+        ready = self._ready
+        keys = self._keys
         local = self._local
+        local.draining = True
         me = threading.current_thread()
-        item: _Item | None = worker.item
-        worker.item = None
+        key: Hashable | None = None
+        finished = False
         while True:
-            if item is None:
-                # idle: wait for an item on our own wake-up lock
+            with lock:
+                if finished:
+                    finished = False
+                    self._outstanding -= 1
+                    if key is not None:
+                        nxt = self._next_locked(key, keys[key])
+                        if nxt is not None:
+                            ready.append(nxt)
+                if ready:
+                    key, fn, args, kwargs = ready.popleft()
+                    self._taken += 1
+                else:
+                    if self._closing and not self._closed and self._outstanding == 0:
+                        self._close_locked()
+                    self._running -= 1
+                    if self._closing:       # (a later ready item wakes a new worker)
+                        self._workers.discard(me)
+                        return
+                    self._idle.append(worker)
+                    fn = None
+            if fn is None:
+                # idle: wait on our own wake-up lock; the waker counted us in _running
                 if not worker.wake.acquire(timeout=self.idle_timeout):
                     with lock:
                         if worker in self._idle:    # nobody picked us meanwhile: leave
                             self._idle.remove(worker)
                             self._workers.discard(me)
                             return
-                    worker.wake.acquire()           # picked just now: the item is on its way
-                item = worker.item
-                worker.item = None
-                if item is None:  # _STOP
+                    worker.wake.acquire()           # picked just now: the wake-up is on its way
+                if worker.stop:
                     with lock:
                         self._workers.discard(me)
                     return
-            key, fn, args, kwargs = item
+                continue
             local.key = key
             try:
                 fn(*args, **kwargs)
             except BaseException:  # a task must never take its worker down
                 logger.exception("task %r (key %r) raised", fn, key)
             local.key = None
-            del fn, args, kwargs
-            item = None
-            with lock:
-                self._outstanding -= 1
-                if key is not None:
-                    nxt = self._next_locked(key, self._keys[key])
-                    if nxt is not None:
-                        self._backlog.append(nxt)
-                backlog = self._backlog
-                if backlog:
-                    item = backlog.popleft()
-                    continue
-                if self._closing and not self._closed and self._outstanding == 0:
-                    self._close_locked()
-                if self._closed:
-                    self._workers.discard(me)
-                    return
-                self._idle.append(worker)
+            fn = None
+            args = kwargs = None  # type: ignore[assignment]  # drop references while idle
+            finished = True
+
+
+class _Blocking:
+    """What :meth:`Dispatcher.blocking` returns: hands the draining role on while inside."""
+
+    __slots__ = ("_active", "_dispatcher")
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._active = False
+
+    def __enter__(self) -> None:
+        self._active = self._dispatcher._block_begin()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            self._active = False
+            self._dispatcher._block_end()
 
 
 class _Worker:
-    """A worker's hand-over slot: the dispatcher sets ``item`` and releases ``wake``."""
+    """A worker's wake-up lock (released to wake it) and its stop flag."""
 
-    __slots__ = ("item", "wake")
+    __slots__ = ("stop", "wake")
 
-    def __init__(self, item: _Item | None) -> None:
-        self.item: _Item | None = item
+    def __init__(self) -> None:
+        self.stop = False
         self.wake = threading.Lock()
-        self.wake.acquire()      # held until an item is handed over
+        self.wake.acquire()      # held until the worker is woken
 
 
 class HoldHandle:
@@ -468,6 +591,23 @@ class DrachtioFuture(concurrent.futures.Future):
                     logger.exception("done callback %r raised", fn)
 
         super().add_done_callback(hop)
+
+    # A worker that waits here hands its draining role to another worker (Dispatcher.blocking).
+    def result(self, timeout: float | None = None) -> Any:
+        """The result, waiting up to ``timeout`` seconds; see ``concurrent.futures.Future``."""
+        dispatcher = self._dispatcher
+        if dispatcher is None or self.done():
+            return super().result(timeout)
+        with dispatcher.blocking():
+            return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The exception (None on success), waiting up to ``timeout`` seconds."""
+        dispatcher = self._dispatcher
+        if dispatcher is None or self.done():
+            return super().exception(timeout)
+        with dispatcher.blocking():
+            return super().exception(timeout)
 
 
 _completion_lock = threading.Lock()

@@ -100,8 +100,16 @@ class Srf(Emitter):
     parse_uri = staticmethod(parse_uri)
     stringify_uri = staticmethod(stringify_uri)
 
-    def __init__(self, tags: str | list[str] | None = None) -> None:
+    def __init__(self, tags: str | list[str] | None = None, *, max_workers: int = 64) -> None:
+        """``tags`` as drachtio-srf.  ``max_workers`` caps the threads that run user code
+        (handlers, callbacks, listeners): one is busy per handler that blocks at the same time,
+        and work beyond the cap waits for one to free (a WARNING is logged the first time)."""
         super().__init__()
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+        self.max_workers = max_workers
         tag_list = [tags] if isinstance(tags, str) else list(tags or [])
         if len(tag_list) > 20:
             raise ValueError("at most 20 tags")
@@ -115,6 +123,7 @@ class Srf(Emitter):
         self._dialogs_lock = threading.Lock()
         self._stack: list[tuple[str | None, Callable[..., Any]]] = []
         self._agent = Agent(self, on_request=self._handle_request, find_dialog=self.find_dialog_by_id)
+        self._agent.dispatcher.max_workers = max_workers
         self._agent.on_authenticated = self._on_authenticated
         self._agent.on_conn_closed = self._on_conn_closed
         self._reconnector: Any = None
@@ -185,6 +194,7 @@ class Srf(Emitter):
         if self._mode is not None and agent.conns:
             raise DrachtioError("already connected; call disconnect() first")
         agent.ensure_runtime()
+        agent.dispatcher.max_workers = self.max_workers
         agent.closing = False
         self._mode = "client"
         self._auth_failed = False
@@ -304,6 +314,7 @@ class Srf(Emitter):
                            enable_ping=enable_ping, ping_interval=ping_interval)
         agent = self._agent
         agent.ensure_runtime()
+        agent.dispatcher.max_workers = self.max_workers
         agent.closing = False
         self._mode = "listen"
         agent.secret = o.get("secret") or ""
@@ -326,17 +337,25 @@ class Srf(Emitter):
         return self._listener
 
     # -- teardown -------------------------------------------------------------------------------
-    def disconnect(self, socket: ServerConn | None = None) -> None:
-        """Close the connection(s) and stop every thread the library started.
+    def disconnect(self, socket: ServerConn | None = None, *, timeout: float = 5.0) -> bool:
+        """Close the connection(s) and stop the threads the library started.
+
+        The connections, the reader threads and the timer thread stop at once; pending
+        futures fail.  User code already queued still runs; disconnect then waits up to
+        ``timeout`` seconds for the workers running it and returns True when every worker has
+        exited.  False means a handler was still running (blocked in code of its own): its
+        worker runs what is queued behind it and exits when the handler returns (it is a
+        daemon thread, so it never keeps the process alive).  Called from a handler, it
+        returns at once (False) and the pool winds down when that handler returns.
 
         With ``socket`` (listen mode), only that server connection is closed; the app keeps
-        listening.  The connection of client mode is the only one: closing it is a full
-        disconnect, with no reconnect (as drachtio-srf).
+        listening (returns True).  The connection of client mode is the only one: closing it
+        is a full disconnect, with no reconnect (as drachtio-srf).
         """
         agent = self._agent
         if socket is not None and socket.outbound:
             socket.conn.close()
-            return
+            return True
         agent.closing = True
         if self._reconnector is not None:
             self._reconnector.cancel()
@@ -352,7 +371,8 @@ class Srf(Emitter):
             t.join(15.0)
         self._fail_connect(NotConnectedError("disconnected"))
         self._mode = None
-        agent.shutdown()
+        agent.timers.shutdown()
+        return agent.dispatcher.shutdown(wait=True, timeout=timeout)
 
     close = disconnect
 

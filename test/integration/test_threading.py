@@ -5,6 +5,7 @@ is covered by test_uas.py.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -276,7 +277,90 @@ def test_rule6_disconnect_stops_every_thread_after_a_call(server, far_end):
         assert any(n.startswith(WORKER_PREFIX) for n in started), started
         assert TIMERS_NAME in started, started
         assert any(READER_MARK in n for n in started), started
-        srf.disconnect()
+        assert srf.disconnect() is True
+
+
+def test_rule6_disconnect_while_a_handler_blocks_returns_in_time_and_the_worker_exits_later(
+        server, far_end):
+    """A verb handler blocked in code of its own: disconnect(timeout=...) returns after that
+    timeout saying False (a worker still runs), and that worker exits once the handler returns."""
+    entered = threading.Event()
+    gate = threading.Event()
+    with no_leaked_threads(timeout=WAIT):
+        srf = Srf()
+        srf.connect(host=LOOPBACK, port=server.admin_port, secret=SECRET).result(WAIT)
+        srf.invite(lambda req, res: (entered.set(), gate.wait(WAIT)))
+        far_end("uac-answer-bye.xml", server.sip_port)     # never answered: not checked
+        try:
+            assert entered.wait(WAIT), "the INVITE never reached the handler"
+            start = time.monotonic()
+            assert srf.disconnect(timeout=0.3) is False
+            assert time.monotonic() - start < 3.0
+            busy = [t.name for t in threading.enumerate()
+                    if t.name.startswith(WORKER_PREFIX) and "watchdog" not in t.name]
+            assert len(busy) == 1, busy
+        finally:
+            gate.set()          # the handler returns: its worker exits (no_leaked_threads checks)
+
+
+class _Warnings(logging.Handler):
+    """Collects WARNING records of the dispatcher; ``pool_full`` is set by the pool one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.pool_full = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if "workers are busy" in record.getMessage():
+            self.pool_full.set()
+
+
+def test_max_workers_caps_the_pool_and_warns_once_when_work_waits(server, far_end):
+    """Srf(max_workers=1): while the first call's handler blocks, the second INVITE waits for the
+    only worker and a WARNING says so (once); both calls are answered once the handler goes on."""
+    warnings = _Warnings()
+    log = logging.getLogger("drachtio_srf.dispatch")
+    log.addHandler(warnings)
+    ended: queue.Queue = queue.Queue()
+    handled: list[str] = []
+    try:
+        with no_leaked_threads():
+            srf = Srf(max_workers=1)
+            assert srf.max_workers == 1
+            srf.connect(host=LOOPBACK, port=server.admin_port, secret=SECRET).result(WAIT)
+            try:
+                def on_invite(req, res):
+                    if not handled:
+                        warnings.pool_full.wait(WAIT)   # blocks the only worker until the warning
+                    handled.append(req.get("Call-ID"))
+
+                    def then(err, dialog):
+                        if err is None:
+                            dialog.on("destroy", lambda *a: ended.put(dialog))
+                    srf.create_uas(req, res, {"localSdp": SDP}, then)
+                srf.invite(on_invite)
+                sipp = far_end("uac-answer-bye.xml", server.sip_port, calls=2,
+                               extra=["-r", "10", "-l", "2"])
+                get(ended, "the first call to end")
+                get(ended, "the second call to end")
+                sipp.expect_success()
+            finally:
+                srf.disconnect()
+    finally:
+        log.removeHandler(warnings)
+    assert warnings.pool_full.is_set()
+    full = [m for m in warnings.messages if "workers are busy" in m]
+    assert len(full) == 1 and "max_workers" in full[0], warnings.messages
+    assert len(handled) == 2
+
+
+def test_max_workers_is_checked() -> None:
+    with pytest.raises(TypeError, match="max_workers"):
+        Srf(max_workers="8")            # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_workers"):
+        Srf(max_workers=0)
 
 
 @pytest.fixture

@@ -154,6 +154,118 @@ def test_steady_trickle_of_work_lets_the_surplus_workers_exit() -> None:
     assert _module_threads("trickle-worker") == []
 
 
+def test_a_running_worker_drains_work_queued_meanwhile_without_waking_others() -> None:
+    # While one worker runs a task, tasks submitted for other keys wait for it instead of each
+    # waking (or starting) a worker of its own: under load the pool behaves like one event loop.
+    # (The watchdog is slowed down so that it cannot hand the work over in this test.)
+    d = Dispatcher(max_workers=8, name="drain-worker", watchdog_interval=60.0)
+    ran_on: list[str] = []
+    done = threading.Event()
+    started = threading.Event()
+    try:
+        def first() -> None:
+            started.set()
+            while len(d._ready) < 50:        # busy (not blocked) until the burst is queued
+                time.sleep(0)
+
+        d.submit("k0", first)
+        assert started.wait(WAIT)
+        for i in range(50):
+            d.submit(f"k{i + 1}", lambda: (ran_on.append(threading.current_thread().name),
+                                           len(ran_on) == 50 and done.set()))
+        assert done.wait(WAIT)
+        assert len(set(ran_on)) == 1, f"{len(set(ran_on))} workers ran the burst"
+        assert [t.name for t in _module_threads("drain-worker-") if "watchdog" not in t.name] \
+            == [ran_on[0]]
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+
+
+def test_blocking_on_a_library_future_hands_the_queue_to_another_worker_at_once() -> None:
+    # A task waits in DrachtioFuture.result() for something only a later task (another key) does.
+    # The future tells the pool, which wakes a second worker right away: no watchdog needed.
+    d = Dispatcher(max_workers=8, name="handover-worker", watchdog_interval=60.0)
+    fut: DrachtioFuture = DrachtioFuture(d)
+    out: queue.Queue[object] = queue.Queue()
+    try:
+        d.submit("a", lambda: out.put(("a", fut.result(timeout=WAIT))))
+        d.submit("b", lambda: fut.set_result("from b"))
+        assert out.get(timeout=WAIT) == ("a", "from b")
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+
+
+def test_watchdog_hands_the_queue_over_when_a_task_blocks_elsewhere() -> None:
+    # The task blocks on a plain Event (not a library future): the watchdog notices that no
+    # ready item was taken for its interval and wakes another worker for the other key.
+    d = Dispatcher(max_workers=8, name="watchdog-worker", watchdog_interval=0.01)
+    gate = threading.Event()
+    out: queue.Queue[str] = queue.Queue()
+    try:
+        d.submit("a", lambda: out.put("a" if gate.wait(WAIT) else "a-timeout"))
+        d.submit("b", lambda: (out.put("b"), gate.set()))
+        assert [out.get(timeout=WAIT), out.get(timeout=WAIT)] == ["b", "a"]
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+
+
+class _Records(logging.Handler):
+    """Collects records; ``arrived`` is set by the first one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self.arrived = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.arrived.set()
+
+
+def test_exhausted_pool_warns_once_and_runs_the_work_when_a_worker_frees() -> None:
+    d = Dispatcher(max_workers=2, name="full-worker", watchdog_interval=0.005)
+    handler = _Records()
+    log = logging.getLogger("drachtio_srf.dispatch")
+    log.addHandler(handler)
+    gate = threading.Event()
+    both = threading.Barrier(3, timeout=WAIT)
+    done: queue.Queue[int] = queue.Queue()
+    try:
+        for i in range(2):
+            d.submit(f"blocked{i}", lambda: (both.wait(), gate.wait(WAIT)))
+        both.wait()                         # both workers are now inside blocked tasks
+        for i in range(3):
+            d.submit(f"waiting{i}", done.put, i)
+        assert handler.arrived.wait(WAIT), "no warning while work waited for a worker"
+        assert done.empty()
+        gate.set()
+        assert sorted(done.get(timeout=WAIT) for _ in range(3)) == [0, 1, 2]
+        warnings = [r.getMessage() for r in handler.records if "workers are busy" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+        assert "max_workers" in warnings[0]
+    finally:
+        log.removeHandler(handler)
+        gate.set()
+        d.shutdown(wait=True, timeout=WAIT)
+
+
+def test_shutdown_reports_a_blocked_worker_which_exits_when_its_task_returns() -> None:
+    d = Dispatcher(max_workers=4, name="late-exit-worker")
+    gate = threading.Event()
+    entered = threading.Event()
+    d.submit("k", lambda: (entered.set(), gate.wait(WAIT)))
+    assert entered.wait(WAIT)
+    start = time.monotonic()
+    assert d.shutdown(wait=True, timeout=0.2) is False      # still running the blocked task
+    assert time.monotonic() - start < 2.0
+    assert [t.name for t in _module_threads("late-exit-worker-")] == ["late-exit-worker-1"]
+    gate.set()
+    for t in _module_threads("late-exit-worker"):
+        t.join(WAIT)
+    assert _module_threads("late-exit-worker") == []
+    assert d.shutdown(wait=True, timeout=WAIT) is True
+
+
 def test_current_key_is_the_running_tasks_key(dispatcher: Dispatcher) -> None:
     seen: queue.Queue = queue.Queue()
     assert dispatcher.current_key() is None            # not on a worker
