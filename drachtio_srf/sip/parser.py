@@ -28,6 +28,7 @@ from .headers import (
     reason_phrase,
     unquote,
 )
+from .numbers import MAX_CONTENT_LENGTH_DIGITS, ascii_int
 from .uri import stringify_uri
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ _METHOD_NAMES = {m: m for m in _KNOWN_METHODS}
 # parse-cache keys of the From/To tags (a space keeps them apart from header names)
 _TAG_KEYS = {"from": " from-tag", "to": " to-tag"}
 _MISSING: Any = object()
+
+# single-valued headers whose parsed form is read from their first line only
+_FIRST_ONLY = frozenset({"cseq", "content-length", "from", "to", "call-id", "max-forwards"})
 
 # user-supplied header name -> (lookup key, parser, parser takes the list of lines)
 _SPECS: dict[str, tuple[str, Any, bool]] = {}
@@ -179,6 +183,9 @@ class SipMessage:
             _bare_line_end(lines)
         # canonical: to_string would write the header block back unchanged
         canonical = self._parse_start(lines[0])
+        if "\r\n " in head or "\r\n\t" in head:
+            lines = _unfold(lines)
+            canonical = False
 
         hdrs = self._lines
         index = self._index
@@ -192,16 +199,6 @@ class SipMessage:
                 canonical = False
                 if not line:
                     raise SipParseError(f"empty header line (line {lines.index(line) + 1})")
-                first = line[0]
-                if first == " " or first == "\t":
-                    if not hdrs:
-                        raise SipParseError("continuation line before any header "
-                                            f"(line {lines.index(line) + 1})")
-                    k, s, v = hdrs[-1]
-                    v = f"{v} {line.strip()}" if v else line.strip()
-                    hdrs[-1] = (k, s, v)
-                    index[k][-1] = v
-                    continue
                 name, sep, value = line.partition(":")
                 if not sep:
                     raise SipParseError(f"header line without colon (line "
@@ -226,9 +223,9 @@ class SipMessage:
         cl = index.get("content-length")
         if cl is not None:
             cl_text = cl[0]
-            if not cl_text.isdigit():
+            length = ascii_int(cl_text, MAX_CONTENT_LENGTH_DIGITS)
+            if length is None:
                 raise SipParseError(f"bad Content-Length: {snippet(cl_text)}")
-            length = int(cl_text)
             if body.isascii():
                 if length < len(body):
                     body = body[:length]
@@ -252,7 +249,7 @@ class SipMessage:
         if line.startswith("SIP/2.0 ") and line[11:12] == " ":
             # usual response line "SIP/2.0 200 OK"
             code = line[8:11]
-            if code.isdigit() and code[0] in "123456":
+            if code.isascii() and code.isdigit() and code[0] in "123456":
                 self.status = int(code)
                 reason = line[12:]
                 self.reason = r = reason.strip()
@@ -263,7 +260,7 @@ class SipMessage:
             if version != "2.0" and not _VERSION_RE.fullmatch(version):
                 raise SipParseError(f"bad start line: {snippet(line)}")
             code, _, reason = rest.lstrip().partition(" ")
-            if len(code) != 3 or not code.isdigit() or code[0] not in "123456":
+            if ascii_int(code, 3) is None or len(code) != 3 or code[0] not in "123456":
                 raise SipParseError(f"bad status code {snippet(code)} in start line "
                                     f"{snippet(line)}")
             self.version = version
@@ -271,13 +268,16 @@ class SipMessage:
             self.reason = reason = reason.strip()
             return line == f"SIP/{version} {code} {reason}"
         parts = line.split(" ")
-        if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[1]:
+        if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[1] and parts[1][0] != "<":
             method = _METHOD_NAMES.get(parts[0])
             if method is not None:
                 self.method = method
                 self.uri = parts[1]
                 return True
-        if len(parts) != 3 or not parts[1] or not (
+        # runs of whitespace between the parts and after the version are tolerated, as
+        # sofia-sip does (RFC 4475 lwsstart, trws); a request-URI in <> is not (ltgtruri)
+        parts = line.split()
+        if len(parts) != 3 or parts[1][0] in "<\"" or not (
                 (parts[2] == "SIP/2.0" or parts[2].startswith("SIP/")
                  and _VERSION_RE.fullmatch(parts[2][4:]))
                 and (parts[0] in _KNOWN_METHODS or _METHOD_RE.fullmatch(parts[0]))):
@@ -285,7 +285,7 @@ class SipMessage:
         self.method = parts[0]
         self.uri = parts[1]
         self.version = parts[2][4:]
-        return True
+        return line == " ".join(parts)
 
     def _build(self, d: Mapping[str, Any]) -> None:
         for attr in ("method", "uri", "status", "reason", "version", "body"):
@@ -588,7 +588,10 @@ class SipMessage:
         if multi:
             result = fn(values)
         else:
-            value = values[0] if len(values) == 1 else ",".join(values)
+            # a header that may appear once: a repeated line is ignored (RFC 4475 multi01,
+            # mcl01), as sofia-sip keeps the first; others are read as one comma-joined value
+            value = (values[0] if len(values) == 1 or key in _FIRST_ONLY
+                     else ",".join(values))
             result = fn(value) if fn is not None else value
         parsed[key] = result
         return result
@@ -754,6 +757,31 @@ class SipMessage:
 def _reparse(text: str) -> SipMessage:
     """A fresh parse of text this module accepted before (for shrunk messages)."""
     return SipMessage(text)
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    """Join continuation lines (starting with SP or HT) to the header line before them.
+
+    Linear in the number of lines: the pieces of one header are collected and joined once (the
+    folded whitespace becomes one space).
+    """
+    out: list[str] = [lines[0]]
+    pieces: list[str] = []
+    for lineno, line in enumerate(islice(lines, 1, None), 2):
+        if line[:1] in (" ", "\t"):
+            if len(out) == 1 and not pieces:
+                raise SipParseError(f"continuation line before any header (line {lineno})")
+            piece = line.strip()
+            if piece:
+                pieces.append(piece)
+            continue
+        if pieces:
+            out[-1] = " ".join([out[-1].rstrip(), *pieces])
+            pieces = []
+        out.append(line)
+    if pieces:
+        out[-1] = " ".join([out[-1].rstrip(), *pieces])
+    return out
 
 
 def _bare_line_end(lines: list[str]) -> None:
