@@ -19,14 +19,12 @@ from typing import Any
 from .errors import SipParseError, snippet
 from .headers import (
     _NAME_CACHE,
-    _QUOTED_RE,
     MULTI_PARSERS,
     SINGLE_PARSERS,
     AttrDict,
     _resolve,
     pretty_name,
     reason_phrase,
-    unquote,
 )
 from .numbers import MAX_CONTENT_LENGTH_DIGITS, ascii_int
 from .uri import stringify_uri
@@ -41,6 +39,8 @@ _BOUNDARY_RE = re.compile(r';\s*boundary\s*=\s*(?:"([^"]*)"|([^\s;]+))', re.IGNO
 _PART_CT_RE = re.compile(r"^(?:content-type|c)[ \t]*:[ \t]*(.*?)[ \t\r]*$",
                          re.IGNORECASE | re.MULTILINE)
 _USER_RE = re.compile(r"sips?:([^@>]*?)@", re.IGNORECASE)
+# drachtio-srf's callingName: a quoted display name before <sip(s):...@ (greedy, as there)
+_CALLING_NAME_RE = re.compile(r'"(.+)"\s*<sips?:.+@')
 
 # methods and version whose start-line check needs no regex
 _KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
@@ -648,16 +648,17 @@ class SipMessage:
 
     @property
     def calling_name(self) -> str:
-        """Display name of P-Asserted-Identity, else of From (unquoted); '' if none."""
+        """Quoted display name of P-Asserted-Identity, else of From; '' if none.
+
+        As drachtio-srf: only a display name in double quotes before a ``<sip(s):user@...>``
+        counts (``sipp <sip:...>`` gives ''), and it is returned as written between the quotes
+        (escapes kept), so ``f'"{name}"'`` puts it back on the wire unchanged.
+        """
         value = self._caller_header()
         if not value:
             return ""
-        v = value.strip()
-        if v.startswith('"'):
-            m = _QUOTED_RE.match(v)
-            return unquote(m.group()) if m else ""
-        lt = v.find("<")
-        return v[:lt].strip() if lt > 0 else ""
+        m = _CALLING_NAME_RE.match(value)
+        return m.group(1) if m else ""
 
     @property
     def can_form_dialog(self) -> bool:
