@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-class AttrDict(dict):
+class AttrDict(dict[str, Any]):
     """A dict whose keys are also attributes (``h.uri == h["uri"]``), for JS-style access."""
 
     __slots__ = ()

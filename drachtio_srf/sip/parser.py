@@ -144,7 +144,7 @@ class SipMessage:
     _text: str | None = None
 
     def __init__(self, text: str | bytes | Mapping[str, Any] | None = None) -> None:
-        self._lines: list[_Line] = []    # (None once shrunk: see _shrink)
+        self._lines: list[_Line] | None = []    # (None once shrunk: see _shrink)
         # lookup key -> the values of that header's lines, in order (None: rebuild from _lines)
         self._index: dict[str, list[str]] | None = {}
         if text is None:
@@ -187,7 +187,8 @@ class SipMessage:
             lines = _unfold(lines)
             canonical = False
 
-        hdrs = self._lines
+        hdrs: list[_Line] = []
+        self._lines = hdrs
         index = self._index
         assert index is not None
         cache_get = _NAME_CACHE.get
@@ -331,11 +332,16 @@ class SipMessage:
             text = raw
         self._text = text
         self._index = None
-        self._lines = None  # type: ignore[assignment]
+        self._lines = None
         self._wire = None
         self._parsed = None
         self._payload_cache = None
         return True
+
+    def _hlines(self) -> list[_Line]:
+        """The header lines, rebuilt first if the message was shrunk."""
+        lines = self._lines
+        return lines if lines is not None else self._restore()
 
     def _restore(self) -> list[_Line]:
         """The header lines of a shrunk message, parsed again from its text (index too)."""
@@ -345,7 +351,7 @@ class SipMessage:
             assert lines is not None
             return lines
         again = _reparse(text)
-        lines = again._lines
+        lines = again._hlines()
         self._lines = lines           # (lines before index: a non-None index implies lines)
         self._index = again._index
         self._text = None
@@ -458,7 +464,7 @@ class SipMessage:
     def get_header_name(self, name: str) -> str | None:
         """The stored spelling of a header present in the message, else None."""
         key = _key(name)
-        return self._lines[self._first(key)][1] if key in self._idx() else None
+        return self._hlines()[self._first(key)][1] if key in self._idx() else None
 
     def header_lines(self) -> list[tuple[str, str]]:
         """(stored name, value) of every header line, in order."""
@@ -486,7 +492,7 @@ class SipMessage:
         if values is None:
             self._append(key, stored, v)
             return
-        lines = self._lines
+        lines = self._hlines()
         last = len(lines) - 1
         while lines[last][0] != key:
             last -= 1
@@ -506,7 +512,7 @@ class SipMessage:
             self._append(key, stored, v)
             return self
         first = self._first(key)
-        lines = self._lines
+        lines = self._hlines()
         lines[first] = (key, lines[first][1], v)
         if len(values) > 1:
             self._lines = lines[:first + 1] + [line for line in lines[first + 1:]
@@ -528,11 +534,12 @@ class SipMessage:
         index = self._idx()
         values = index.get(key)
         if values is None:
-            self._lines.insert(0, (key, stored, v))
+            self._hlines().insert(0, (key, stored, v))
             index[key] = [v]
         else:
             at = self._first(key)
-            self._lines.insert(at, (key, self._lines[at][1], v))
+            lines = self._hlines()
+            lines.insert(at, (key, lines[at][1], v))
             values.insert(0, v)
         self._changed(key)
         return self
@@ -542,7 +549,7 @@ class SipMessage:
         key = _key(name)
         index = self._idx()
         if key in index:
-            self._lines = [line for line in self._lines if line[0] != key]
+            self._lines = [line for line in self._hlines() if line[0] != key]
             del index[key]
             self._changed(key)
         return self
@@ -563,9 +570,9 @@ class SipMessage:
         if values is None:
             index[key] = [value]
         else:
-            stored = self._lines[self._first(key)][1]     # keep the first line's spelling
+            stored = self._hlines()[self._first(key)][1]     # keep the first line's spelling
             values.append(value)
-        self._lines.append((key, stored, value))
+        self._hlines().append((key, stored, value))
         self._changed(key)
 
     # ----------------------------------------------------------------------------- parsed access
@@ -606,7 +613,8 @@ class SipMessage:
         """AttrDict{seq, method} of the CSeq header, or None when absent."""
         if "cseq" not in self._idx():
             return None
-        return self.get_parsed_header("cseq")
+        cseq: AttrDict = self.get_parsed_header("cseq")
+        return cseq
 
     @property
     def from_tag(self) -> str | None:
@@ -624,9 +632,10 @@ class SipMessage:
         if parsed is None:
             parsed = self._parsed = {}
         else:
-            tag = parsed.get(tag_key, _MISSING)
-            if tag is not _MISSING:
-                return tag  # type: ignore[no-any-return]
+            cached = parsed.get(tag_key, _MISSING)
+            if cached is not _MISSING:
+                found: str | None = cached
+                return found
         tag = _tag_of(self.get(key))
         parsed[tag_key] = tag
         return tag
