@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from .sip.numbers import ascii_int, port_number
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -387,13 +389,14 @@ def cdr(msg_id: str, kind: str, source: str, time: str, extra: str | None = None
 def _port(text: str, where: str) -> int:
     if not text:
         return DEFAULT_SIP_PORT
-    if not text.isdigit():
-        raise WireProtocolError(f"non-numeric port {text!r} in {where}")
-    return int(text)
+    port = port_number(text)
+    if port is None:
+        raise WireProtocolError(f"bad port {text[:20]!r} in {where}")
+    return port
 
 
 def _nbytes(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    return ascii_int(text, 10)
 
 
 @attrs.define(slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import SipParseError, snippet
+from .numbers import MAX_CONTENT_LENGTH_DIGITS, MAX_SEQ, ascii_int, port_number
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 
-class AttrDict(dict):
+class AttrDict(dict[str, Any]):
     """A dict whose keys are also attributes (``h.uri == h["uri"]``), for JS-style access."""
 
     __slots__ = ()
@@ -102,6 +103,8 @@ _PRETTY: dict[str, str] = {
 }
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# an unquoted display name: tokens separated by whitespace (RFC 3261 25.1)
+_DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
 
 _PRESERVE: frozenset[str] = frozenset(
     n.strip().lower()
@@ -285,6 +288,9 @@ def parse_name_addr(value: str) -> AttrDict:
                 raise SipParseError(f"bad name-addr: {snippet(v)}")
             return _name_addr(None, uri, parse_params(rest) if sep else AttrDict())
         name = v[:lt].strip() or None
+        if name is not None and not _DISPLAY_TOKENS_RE.fullmatch(name):
+            # an unquoted display name is tokens and whitespace (RFC 4475 baddn)
+            raise SipParseError(f"bad display name {snippet(name)} (quote it)")
     gt = v.find(">", lt)
     if gt < 0:
         raise SipParseError(f"missing '>' in {snippet(v)}")
@@ -326,9 +332,9 @@ def _parse_contact(lines: list[str]) -> list[AttrDict] | str:
 
 # the usual shape ``SIP/2.0/UDP host:port;params`` (a plain host name or IPv4 address); other
 # values (IPv6, odd spacing, lower-case transport) go through _VIA_RE
-_VIA_FAST_RE = re.compile(r"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+)(?::(\d+))?(;.*)?", re.DOTALL)
+_VIA_FAST_RE = re.compile(r"SIP/2\.0/([A-Z]+) ([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?(;.*)?", re.DOTALL)
 _VIA_RE = re.compile(
-    r"\s*([A-Za-z]+)\s*/\s*([^\s/]+)\s*/\s*([^\s;]+)\s+(\[[^\]]*\]|[^\s;:\[]+)(?:\s*:\s*(\d+))?\s*")
+    r"\s*([A-Za-z]+)\s*/\s*([^\s/]+)\s*/\s*([^\s;]+)\s+(\[[^\]]*\]|[^\s;:\[]+)(?:\s*:\s*([0-9]+))?\s*")
 
 
 def parse_via(lines: list[str]) -> list[AttrDict]:
@@ -346,7 +352,7 @@ def parse_via(lines: list[str]) -> list[AttrDict]:
                 via["version"] = "2.0"
                 via["protocol"] = protocol
                 via["host"] = host
-                via["port"] = int(port) if port else None
+                via["port"] = _via_port(port, item) if port else None
                 via["params"] = parse_params(rest) if rest else AttrDict()
                 out.append(via)
                 continue
@@ -361,31 +367,41 @@ def parse_via(lines: list[str]) -> list[AttrDict]:
             if rest and rest[0] != ";":
                 raise SipParseError(f"bad Via: {snippet(item)}")
             out.append(AttrDict(version=m.group(2), protocol=m.group(3).upper(), host=host,
-                                port=int(port) if port else None,
+                                port=_via_port(port, item) if port else None,
                                 params=parse_params(rest) if rest else AttrDict()))
     return out
+
+
+def _via_port(text: str, item: str) -> int:
+    port = port_number(text)
+    if port is None:
+        raise SipParseError(f"bad port in Via: {snippet(item)}")
+    return port
 
 
 def parse_cseq(value: str) -> AttrDict:
     """``'1 INVITE'`` -> AttrDict{seq: 1, method: 'INVITE'}."""
     seq, sep, method = value.partition(" ")
-    if not (sep and seq.isdigit() and method.isalpha()):
-        # anything but "<digits> <letters>" (the method check also rules out more whitespace)
+    if not (sep and method.isalpha() and method.isascii()):
+        # anything but "<seq> <letters>" (the method check also rules out more whitespace)
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2:
             raise SipParseError(f"bad CSeq: {snippet(value)}")
         seq, method = parts
+    number = ascii_int(seq, 10)
+    if number is None or number > MAX_SEQ:
+        raise SipParseError(f"bad CSeq: {snippet(value)}")
     d = AttrDict()
-    d["seq"] = int(seq)
+    d["seq"] = number
     d["method"] = method
     return d
 
 
 def _parse_content_length(value: str) -> int:
-    v = value.strip()
-    if not v.isdigit():
+    n = ascii_int(value.strip(), MAX_CONTENT_LENGTH_DIGITS)
+    if n is None:
         raise SipParseError(f"bad Content-Length: {snippet(value)}")
-    return int(v)
+    return n
 
 
 def _auth_pairs(text: str, into: AttrDict, where: str) -> None:

@@ -19,15 +19,14 @@ from typing import Any
 from .errors import SipParseError, snippet
 from .headers import (
     _NAME_CACHE,
-    _QUOTED_RE,
     MULTI_PARSERS,
     SINGLE_PARSERS,
     AttrDict,
     _resolve,
     pretty_name,
     reason_phrase,
-    unquote,
 )
+from .numbers import MAX_CONTENT_LENGTH_DIGITS, ascii_int
 from .uri import stringify_uri
 
 logger = logging.getLogger(__name__)
@@ -40,6 +39,8 @@ _BOUNDARY_RE = re.compile(r';\s*boundary\s*=\s*(?:"([^"]*)"|([^\s;]+))', re.IGNO
 _PART_CT_RE = re.compile(r"^(?:content-type|c)[ \t]*:[ \t]*(.*?)[ \t\r]*$",
                          re.IGNORECASE | re.MULTILINE)
 _USER_RE = re.compile(r"sips?:([^@>]*?)@", re.IGNORECASE)
+# drachtio-srf's callingName: a quoted display name before <sip(s):...@ (greedy, as there)
+_CALLING_NAME_RE = re.compile(r'"(.+)"\s*<sips?:.+@')
 
 # methods and version whose start-line check needs no regex
 _KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
@@ -51,6 +52,9 @@ _METHOD_NAMES = {m: m for m in _KNOWN_METHODS}
 # parse-cache keys of the From/To tags (a space keeps them apart from header names)
 _TAG_KEYS = {"from": " from-tag", "to": " to-tag"}
 _MISSING: Any = object()
+
+# single-valued headers whose parsed form is read from their first line only
+_FIRST_ONLY = frozenset({"cseq", "content-length", "from", "to", "call-id", "max-forwards"})
 
 # user-supplied header name -> (lookup key, parser, parser takes the list of lines)
 _SPECS: dict[str, tuple[str, Any, bool]] = {}
@@ -140,7 +144,7 @@ class SipMessage:
     _text: str | None = None
 
     def __init__(self, text: str | bytes | Mapping[str, Any] | None = None) -> None:
-        self._lines: list[_Line] = []    # (None once shrunk: see _shrink)
+        self._lines: list[_Line] | None = []    # (None once shrunk: see _shrink)
         # lookup key -> the values of that header's lines, in order (None: rebuild from _lines)
         self._index: dict[str, list[str]] | None = {}
         if text is None:
@@ -179,8 +183,12 @@ class SipMessage:
             _bare_line_end(lines)
         # canonical: to_string would write the header block back unchanged
         canonical = self._parse_start(lines[0])
+        if "\r\n " in head or "\r\n\t" in head:
+            lines = _unfold(lines)
+            canonical = False
 
-        hdrs = self._lines
+        hdrs: list[_Line] = []
+        self._lines = hdrs
         index = self._index
         assert index is not None
         cache_get = _NAME_CACHE.get
@@ -192,16 +200,6 @@ class SipMessage:
                 canonical = False
                 if not line:
                     raise SipParseError(f"empty header line (line {lines.index(line) + 1})")
-                first = line[0]
-                if first == " " or first == "\t":
-                    if not hdrs:
-                        raise SipParseError("continuation line before any header "
-                                            f"(line {lines.index(line) + 1})")
-                    k, s, v = hdrs[-1]
-                    v = f"{v} {line.strip()}" if v else line.strip()
-                    hdrs[-1] = (k, s, v)
-                    index[k][-1] = v
-                    continue
                 name, sep, value = line.partition(":")
                 if not sep:
                     raise SipParseError(f"header line without colon (line "
@@ -226,9 +224,9 @@ class SipMessage:
         cl = index.get("content-length")
         if cl is not None:
             cl_text = cl[0]
-            if not cl_text.isdigit():
+            length = ascii_int(cl_text, MAX_CONTENT_LENGTH_DIGITS)
+            if length is None:
                 raise SipParseError(f"bad Content-Length: {snippet(cl_text)}")
-            length = int(cl_text)
             if body.isascii():
                 if length < len(body):
                     body = body[:length]
@@ -252,7 +250,7 @@ class SipMessage:
         if line.startswith("SIP/2.0 ") and line[11:12] == " ":
             # usual response line "SIP/2.0 200 OK"
             code = line[8:11]
-            if code.isdigit() and code[0] in "123456":
+            if code.isascii() and code.isdigit() and code[0] in "123456":
                 self.status = int(code)
                 reason = line[12:]
                 self.reason = r = reason.strip()
@@ -263,7 +261,7 @@ class SipMessage:
             if version != "2.0" and not _VERSION_RE.fullmatch(version):
                 raise SipParseError(f"bad start line: {snippet(line)}")
             code, _, reason = rest.lstrip().partition(" ")
-            if len(code) != 3 or not code.isdigit() or code[0] not in "123456":
+            if ascii_int(code, 3) is None or len(code) != 3 or code[0] not in "123456":
                 raise SipParseError(f"bad status code {snippet(code)} in start line "
                                     f"{snippet(line)}")
             self.version = version
@@ -271,13 +269,16 @@ class SipMessage:
             self.reason = reason = reason.strip()
             return line == f"SIP/{version} {code} {reason}"
         parts = line.split(" ")
-        if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[1]:
+        if len(parts) == 3 and parts[2] == "SIP/2.0" and parts[1] and parts[1][0] != "<":
             method = _METHOD_NAMES.get(parts[0])
             if method is not None:
                 self.method = method
                 self.uri = parts[1]
                 return True
-        if len(parts) != 3 or not parts[1] or not (
+        # runs of whitespace between the parts and after the version are tolerated, as
+        # sofia-sip does (RFC 4475 lwsstart, trws); a request-URI in <> is not (ltgtruri)
+        parts = line.split()
+        if len(parts) != 3 or parts[1][0] in "<\"" or not (
                 (parts[2] == "SIP/2.0" or parts[2].startswith("SIP/")
                  and _VERSION_RE.fullmatch(parts[2][4:]))
                 and (parts[0] in _KNOWN_METHODS or _METHOD_RE.fullmatch(parts[0]))):
@@ -285,7 +286,7 @@ class SipMessage:
         self.method = parts[0]
         self.uri = parts[1]
         self.version = parts[2][4:]
-        return True
+        return line == " ".join(parts)
 
     def _build(self, d: Mapping[str, Any]) -> None:
         for attr in ("method", "uri", "status", "reason", "version", "body"):
@@ -331,11 +332,16 @@ class SipMessage:
             text = raw
         self._text = text
         self._index = None
-        self._lines = None  # type: ignore[assignment]
+        self._lines = None
         self._wire = None
         self._parsed = None
         self._payload_cache = None
         return True
+
+    def _hlines(self) -> list[_Line]:
+        """The header lines, rebuilt first if the message was shrunk."""
+        lines = self._lines
+        return lines if lines is not None else self._restore()
 
     def _restore(self) -> list[_Line]:
         """The header lines of a shrunk message, parsed again from its text (index too)."""
@@ -345,7 +351,7 @@ class SipMessage:
             assert lines is not None
             return lines
         again = _reparse(text)
-        lines = again._lines
+        lines = again._hlines()
         self._lines = lines           # (lines before index: a non-None index implies lines)
         self._index = again._index
         self._text = None
@@ -458,7 +464,7 @@ class SipMessage:
     def get_header_name(self, name: str) -> str | None:
         """The stored spelling of a header present in the message, else None."""
         key = _key(name)
-        return self._lines[self._first(key)][1] if key in self._idx() else None
+        return self._hlines()[self._first(key)][1] if key in self._idx() else None
 
     def header_lines(self) -> list[tuple[str, str]]:
         """(stored name, value) of every header line, in order."""
@@ -486,7 +492,7 @@ class SipMessage:
         if values is None:
             self._append(key, stored, v)
             return
-        lines = self._lines
+        lines = self._hlines()
         last = len(lines) - 1
         while lines[last][0] != key:
             last -= 1
@@ -506,7 +512,7 @@ class SipMessage:
             self._append(key, stored, v)
             return self
         first = self._first(key)
-        lines = self._lines
+        lines = self._hlines()
         lines[first] = (key, lines[first][1], v)
         if len(values) > 1:
             self._lines = lines[:first + 1] + [line for line in lines[first + 1:]
@@ -528,11 +534,12 @@ class SipMessage:
         index = self._idx()
         values = index.get(key)
         if values is None:
-            self._lines.insert(0, (key, stored, v))
+            self._hlines().insert(0, (key, stored, v))
             index[key] = [v]
         else:
             at = self._first(key)
-            self._lines.insert(at, (key, self._lines[at][1], v))
+            lines = self._hlines()
+            lines.insert(at, (key, lines[at][1], v))
             values.insert(0, v)
         self._changed(key)
         return self
@@ -542,7 +549,7 @@ class SipMessage:
         key = _key(name)
         index = self._idx()
         if key in index:
-            self._lines = [line for line in self._lines if line[0] != key]
+            self._lines = [line for line in self._hlines() if line[0] != key]
             del index[key]
             self._changed(key)
         return self
@@ -563,9 +570,9 @@ class SipMessage:
         if values is None:
             index[key] = [value]
         else:
-            stored = self._lines[self._first(key)][1]     # keep the first line's spelling
+            stored = self._hlines()[self._first(key)][1]     # keep the first line's spelling
             values.append(value)
-        self._lines.append((key, stored, value))
+        self._hlines().append((key, stored, value))
         self._changed(key)
 
     # ----------------------------------------------------------------------------- parsed access
@@ -588,7 +595,10 @@ class SipMessage:
         if multi:
             result = fn(values)
         else:
-            value = values[0] if len(values) == 1 else ",".join(values)
+            # a header that may appear once: a repeated line is ignored (RFC 4475 multi01,
+            # mcl01), as sofia-sip keeps the first; others are read as one comma-joined value
+            value = (values[0] if len(values) == 1 or key in _FIRST_ONLY
+                     else ",".join(values))
             result = fn(value) if fn is not None else value
         parsed[key] = result
         return result
@@ -603,7 +613,8 @@ class SipMessage:
         """AttrDict{seq, method} of the CSeq header, or None when absent."""
         if "cseq" not in self._idx():
             return None
-        return self.get_parsed_header("cseq")
+        cseq: AttrDict = self.get_parsed_header("cseq")
+        return cseq
 
     @property
     def from_tag(self) -> str | None:
@@ -621,9 +632,10 @@ class SipMessage:
         if parsed is None:
             parsed = self._parsed = {}
         else:
-            tag = parsed.get(tag_key, _MISSING)
-            if tag is not _MISSING:
-                return tag  # type: ignore[no-any-return]
+            cached = parsed.get(tag_key, _MISSING)
+            if cached is not _MISSING:
+                found: str | None = cached
+                return found
         tag = _tag_of(self.get(key))
         parsed[tag_key] = tag
         return tag
@@ -645,16 +657,17 @@ class SipMessage:
 
     @property
     def calling_name(self) -> str:
-        """Display name of P-Asserted-Identity, else of From (unquoted); '' if none."""
+        """Quoted display name of P-Asserted-Identity, else of From; '' if none.
+
+        As drachtio-srf: only a display name in double quotes before a ``<sip(s):user@...>``
+        counts (``sipp <sip:...>`` gives ''), and it is returned as written between the quotes
+        (escapes kept), so ``f'"{name}"'`` puts it back on the wire unchanged.
+        """
         value = self._caller_header()
         if not value:
             return ""
-        v = value.strip()
-        if v.startswith('"'):
-            m = _QUOTED_RE.match(v)
-            return unquote(m.group()) if m else ""
-        lt = v.find("<")
-        return v[:lt].strip() if lt > 0 else ""
+        m = _CALLING_NAME_RE.match(value)
+        return m.group(1) if m else ""
 
     @property
     def can_form_dialog(self) -> bool:
@@ -754,6 +767,31 @@ class SipMessage:
 def _reparse(text: str) -> SipMessage:
     """A fresh parse of text this module accepted before (for shrunk messages)."""
     return SipMessage(text)
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    """Join continuation lines (starting with SP or HT) to the header line before them.
+
+    Linear in the number of lines: the pieces of one header are collected and joined once (the
+    folded whitespace becomes one space).
+    """
+    out: list[str] = [lines[0]]
+    pieces: list[str] = []
+    for lineno, line in enumerate(islice(lines, 1, None), 2):
+        if line[:1] in (" ", "\t"):
+            if len(out) == 1 and not pieces:
+                raise SipParseError(f"continuation line before any header (line {lineno})")
+            piece = line.strip()
+            if piece:
+                pieces.append(piece)
+            continue
+        if pieces:
+            out[-1] = " ".join([out[-1].rstrip(), *pieces])
+            pieces = []
+        out.append(line)
+    if pieces:
+        out[-1] = " ".join([out[-1].rstrip(), *pieces])
+    return out
 
 
 def _bare_line_end(lines: list[str]) -> None:

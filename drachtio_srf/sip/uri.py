@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .headers import AttrDict
+from .numbers import port_number
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +108,9 @@ def parse_uri(s: Any) -> AttrDict | None:
         family = "ipv4"
     port: int | None = None
     if port_text is not None:
-        if not port_text.isdigit():
+        port = port_number(port_text)
+        if port is None:
             return None
-        port = int(port_text)
     headers = AttrDict()
     if qsep:
         for item in hdr_text.split("&"):

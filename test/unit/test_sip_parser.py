@@ -520,7 +520,11 @@ def test_calling_and_called_number_and_name():
                          "Max-Forwards: 70\r\nP-Asserted-Identity: Alice <sip:alice@x>\r\n")
     m = SipMessage(pai)
     assert m.calling_number == "alice" and m.callingNumber == "alice"
-    assert m.calling_name == "Alice" and m.callingName == "Alice"
+    # as drachtio-srf: only a quoted display name counts (issue 8.8)
+    assert m.calling_name == "" and m.callingName == ""
+    quoted = SipMessage(pai.replace("Alice <", '"Alice \\"A\\"" <'))
+    assert quoted.calling_name == 'Alice \\"A\\"'
+    assert SipMessage(pai.replace("Alice <sip:alice@x>", '"Alice" <tel:+1>')).calling_name == ""
 
 
 def test_called_number_with_uri_set_as_parsed_dict():
@@ -576,7 +580,8 @@ def test_js_aliases_are_the_same_objects():
     ("INVITE sip:a@b SIP/2.0\nVia: x\n\n", "no CRLF"),
     ("HELLO\r\n\r\n", "bad start line: 'HELLO'"),
     ("INVITE sip:a@b\r\n\r\n", "bad start line"),
-    ("INVITE  sip:a@b SIP/2.0\r\n\r\n", "bad start line"),
+    ("INVITE <sip:a@b> SIP/2.0\r\n\r\n", "bad start line"),
+    ("INVITE sip:a@b; lr SIP/2.0\r\n\r\n", "bad start line"),
     ("INVITE sip:a@b HTTP/1.1\r\n\r\n", "bad start line"),
     ("SIP/2.0 20 OK\r\n\r\n", "bad status code '20'"),
     ("SIP/2.0 abc OK\r\n\r\n", "bad status code 'abc'"),

@@ -464,3 +464,25 @@ def test_decoder_accepts_nine_digits_and_leading_zero():
     assert d.feed(b"000000003#abc") == ["abc"]
     assert d.feed(b"999999999#") == []
     assert d.pending == 0
+
+
+@pytest.mark.parametrize("port", ["²", "٣", "9" * 5000, "65536", "-1"])
+def test_sip_meta_bad_port_is_a_protocol_error(port):
+    # str.isdigit() accepts '²' and int() refuses it: must be WireProtocolError, not ValueError
+    with pytest.raises(wire.WireProtocolError, match="bad port"):
+        wire.SipMeta.from_sip_frame(wire.parse(f"i|sip|network|10|udp|h|{port}|t|x||"))
+    echo = f"i|response|r|OK|application|10|udp|h|{port}|t|txn|Msg sent:|"
+    with pytest.raises(wire.WireProtocolError, match="bad port"):
+        wire.SipMeta.from_echo(wire.parse(echo))
+
+
+@pytest.mark.parametrize("nbytes", ["²", "٣", "9" * 5000])
+def test_sip_meta_bad_byte_count_is_unknown(nbytes):
+    m = wire.SipMeta.from_sip_frame(wire.parse(f"i|sip|network|{nbytes}|udp|h|5060|t|x||"))
+    assert m.nbytes is None
+
+
+@pytest.mark.parametrize("data", ["²#x".encode(), "٣#x".encode(), b"9" * 5000 + b"#x"])
+def test_decoder_non_ascii_or_long_length_is_a_protocol_error(data):
+    with pytest.raises(wire.WireProtocolError):
+        wire.FrameDecoder().feed(data)
