@@ -105,6 +105,8 @@ class ServerConfig:
     tls_port: int | None = None        # admin port for apps connecting with TLS (0: any free port)
     tls_cert: str | None = None        # PEM certificate (chain) for the TLS admin port
     tls_key: str | None = None         # PEM private key for it (None: inside tls_cert)
+    #: seconds an app connection has to authenticate before it is closed (0: no limit)
+    auth_timeout: float = 5.0
 
 
 @dataclass(eq=False)
