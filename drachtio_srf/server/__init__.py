@@ -51,7 +51,13 @@ class EmbeddedServer:
                  outbound_proxy: str | None = None, cdrs: bool = False, t1: float | None = None,
                  tls_port: int | None = None, tls_cert: str | None = None,
                  tls_key: str | None = None,
-                 outbound: Mapping[str, str] | Iterable[str] | None = None) -> None:
+                 outbound: Mapping[str, str] | Iterable[str] | None = None,
+                 auth_timeout: float = 5.0) -> None:
+        """Configure (nothing is bound before :meth:`start`).
+
+        ``auth_timeout``: seconds an app connection has to send a good ``authenticate`` before
+        the server closes it (0 disables the limit; drachtio-server has none).
+        """
         host = sip_host or address
         trans = tuple(transports)
         port = sip_port
@@ -64,7 +70,7 @@ class EmbeddedServer:
             admin_host=address, admin_port=admin_port, secret=secret, sip_host=host,
             sip_port=port or 0, transports=trans, external_host=external_host, version=version,
             outbound_proxy=outbound_proxy, cdrs=cdrs, t1=t1, tls_port=tls_port,
-            tls_cert=tls_cert, tls_key=tls_key)
+            tls_cert=tls_cert, tls_key=tls_key, auth_timeout=auth_timeout)
         # method (or '*') -> 'tcp://host:port': the server dials the app for such new requests
         self.config.outbound = dict(parse_outbound_map(outbound))
         self.core: Core | None = None

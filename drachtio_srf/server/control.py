@@ -20,11 +20,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from drachtio_srf.server.core import Core
 
 logger = logging.getLogger(__name__)
+#: every control frame in and out, full text, at DEBUG (the wire trace; off unless enabled)
+trace = logging.getLogger("drachtio_srf.server.trace.control")
 
-
-def _debug() -> bool:
-    """Whether frames are logged (checked before slicing a payload for the log)."""
-    return logger.isEnabledFor(logging.DEBUG)
+#: drachtio-server reads at most 5 digits of frame length (a 6th digit is a protocol error)
+MAX_LENGTH_DIGITS = 5
+#: bytes a connection may have buffered before it authenticated (an authenticate frame is small)
+MAX_PREAUTH_BYTES = 4096
+#: seconds a new connection has to authenticate before it is closed
+DEFAULT_AUTH_TIMEOUT = 5.0
 
 
 _ids = itertools.count(1)
@@ -95,7 +99,8 @@ class ControlConnection(asyncio.Protocol):
         self.closed = False
         self.authenticated = False
         self.tags: list[str] = []
-        self._decoder = wire.FrameDecoder()
+        self._decoder = wire.FrameDecoder(max_digits=MAX_LENGTH_DIGITS)
+        self._auth_timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] | None = None      # encoded frames waiting for the end of the loop pass
         #: set for an outbound connection (the server dialled the app): runs after a good authenticate
         self.on_authenticated: Callable[[ControlConnection], None] | None = None
@@ -115,6 +120,17 @@ class ControlConnection(asyncio.Protocol):
                 pass
         logger.info("%s: app connected from %s:%s", self.name, *self.peer)
         self.core.connections.add(self)
+        timeout = self.core.config.auth_timeout
+        if timeout and timeout > 0:
+            self._auth_timer = asyncio.get_running_loop().call_later(timeout, self._auth_expired)
+
+    def _auth_expired(self) -> None:
+        """No good ``authenticate`` in time: close (an idle peer must not hold a descriptor)."""
+        self._auth_timer = None
+        if not self.authenticated and not self.closed:
+            logger.warning("%s: not authenticated within %ss, closing", self.name,
+                           self.core.config.auth_timeout)
+            self.close()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -136,10 +152,17 @@ class ControlConnection(asyncio.Protocol):
                 self._handle(payload)
         finally:
             core.batch_end()
+        if not self.authenticated and not self.closed and self._decoder.pending > MAX_PREAUTH_BYTES:
+            logger.warning("%s: %d bytes buffered before authenticating, closing", self.name,
+                           self._decoder.pending)
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
             self.closed = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
         logger.info("%s: app connection closed%s", self.name, f" ({exc})" if exc else "")
         self.core.connection_lost(self)
 
@@ -147,10 +170,10 @@ class ControlConnection(asyncio.Protocol):
     def send(self, payload: str) -> None:
         """Send one frame (dropped with a debug line once the connection is closed)."""
         if self.closed or self.transport is None or self.transport.is_closing():
-            logger.debug("%s: connection closed, frame dropped: %s", self.name, payload[:120])
+            logger.debug("%s: connection closed, frame dropped:\n%s", self.name, payload)
             return
-        if _debug():
-            logger.debug("%s: S->A %s", self.name, payload[:300])
+        if trace.isEnabledFor(logging.DEBUG):
+            self._trace("send", payload)
         # frames made in one pass of the event loop go out in one write (one wake-up of the app)
         out = self._out
         if out is None:
@@ -178,9 +201,14 @@ class ControlConnection(asyncio.Protocol):
             self.transport.close()
 
     # ------------------------------------------------------------------ frames
+    def _trace(self, direction: str, payload: str) -> None:
+        """One wire-trace record: direction, peer, byte count, then the whole frame."""
+        trace.debug("%s tcp %s:%s %d bytes (%s)\n%s", direction, self.peer[0], self.peer[1],
+                    len(payload.encode("utf-8", "surrogateescape")), self.name, payload)
+
     def _handle(self, payload: str) -> None:
-        if _debug():
-            logger.debug("%s: A->S %s", self.name, payload[:300])
+        if trace.isEnabledFor(logging.DEBUG):
+            self._trace("recv", payload)
         try:
             frame = wire.parse(payload)
         except wire.WireProtocolError as err:
@@ -193,6 +221,11 @@ class ControlConnection(asyncio.Protocol):
         try:
             if kind == "authenticate":
                 self._authenticate(frame)
+            elif not self.authenticated:
+                # drachtio-server serves these unauthenticated; here that would be an open relay
+                logger.warning("%s: %r before authenticate, closing", self.name, kind)
+                self.reply(frame.msg_id, "NO", ["not authenticated"])
+                self.close()
             elif kind == "route":
                 self.core.router.add(frame.field(2), self)
                 self.reply(frame.msg_id, "OK")
@@ -232,6 +265,9 @@ class ControlConnection(asyncio.Protocol):
             self.close()
             return
         self.authenticated = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
         tags = frame.field(3)
         self.tags = [t for t in tags.split(",") if t] if tags else []
         hostports = self.core.hostports()
