@@ -266,6 +266,7 @@ class SipPeer:
         self.errors: list[str] = []
         """Datagrams the peer could not parse (with the parse error)."""
         self._cond = threading.Condition()
+        self._log: list[tuple[str, SipMessage]] = []
         self._taken: set[int] = set()
         self._seen_requests: dict[tuple[str, str, str], SipMessage | None] = {}
         self._seen_responses: set[tuple[str, str, int, str | None]] = set()
@@ -337,9 +338,12 @@ class SipPeer:
         with self._cond:
             return [m for m in self.received if m.method and (method is None or m.method == method.upper())]
 
-    def transcript(self) -> str:
-        """One line per message sent and received, for failure reports."""
+    def transcript(self, full: bool = False) -> str:
+        """One line per message received (``full``: every message sent and received, whole
+        text, in order), for failure reports."""
         with self._cond:
+            if full:
+                return "\n".join(f"--- {way} ---\n{m.to_string()}" for way, m in self._log) or "(no messages)"
             lines = [f"  recv {_describe(m)}" for m in self.received]
         return "messages received:\n" + ("\n".join(lines) if lines else "  (none)")
 
@@ -460,6 +464,7 @@ class SipPeer:
         data = msg.to_string().encode()
         with self._cond:
             self.sent.append(msg)
+            self._log.append((f"sent to {dest[0]}:{dest[1]}", msg))
         logger.debug("peer %s send to %s:%s\n%s", self.port, dest[0], dest[1], data.decode(errors="replace"))
         self.sock.sendto(data, dest)
 
@@ -522,6 +527,7 @@ class SipPeer:
     def _record(self, msg: SipMessage, retransmission: bool) -> None:
         with self._cond:
             (self.retransmitted if retransmission else self.received).append(msg)
+            self._log.append(("received (retransmission)" if retransmission else "received", msg))
             self._cond.notify_all()
 
     def _on_response(self, msg: SipMessage) -> None:

@@ -196,4 +196,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 for peer in peers:
                     if id(peer) not in seen:
                         seen.add(id(peer))
-                        rep.sections.append((f"sip peer {peer.uri}", peer.transcript()))
+                        rep.sections.append((f"sip peer {peer.uri}", peer.transcript(full=True)))
