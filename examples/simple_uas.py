@@ -9,12 +9,15 @@ itself made: ``createUasDialog`` -> ``createUAS``, ``modifySession`` -> ``modify
 separate ``drachtio()`` app (``app.invite``, ``app.connect``, ``app.use(srf.dialog())``) folded
 into ``Srf``. JS ``setTimeout`` becomes a timer thread; ``debug(...)`` becomes a logger.
 
-Run: ``python examples/simple_uas.py [host [port [secret]]]`` (defaults 127.0.0.1 8022 cymru).
+Run: ``python examples/simple_uas.py [host [port [secret]]]``; the defaults come from the
+environment (DRACHTIO_HOST, DRACHTIO_PORT, DRACHTIO_SECRET) or are 127.0.0.1 9022 cymru, the
+drachtio server's own defaults (the original dialled 8022, the port of old drachtio servers).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -50,6 +53,8 @@ def install(srf: Srf, hold_after: float = HOLD_AFTER, unhold_after: float = UNHO
             },
         }
 
+        timers: list[threading.Timer] = []
+
         def on_dialog(err: BaseException | None, dialog: Any = None) -> None:  # function(err, dialog) {
             if err:
                 raise err
@@ -68,11 +73,15 @@ def install(srf: Srf, hold_after: float = HOLD_AFTER, unhold_after: float = UNHO
                                 raise err
                             debug("successfully took dialog off hold")
                         dialog.modify("unhold", on_unheld)
-                    setTimeout(unhold, unhold_after)
+                    timers.append(setTimeout(unhold, unhold_after))
                 dialog.modify("hold", on_held)
-            setTimeout(hold, hold_after)
+            timers.append(setTimeout(hold, hold_after))
 
-            dialog.on("destroy", lambda *args: destroy(dialog))   # destroy.bind( dialog )
+            def on_destroy(*args: Any) -> None:                   # destroy.bind( dialog )
+                for timer in timers:   # unlike the original, no hold is tried on an ended call
+                    timer.cancel()
+                destroy(dialog)
+            dialog.on("destroy", on_destroy)
 
         srf.createUAS(req, res, opts, on_dialog)                  # srf.createUasDialog(...)
 
@@ -83,14 +92,22 @@ def destroy(dialog: Any) -> None:
     debug("dialog ended")
 
 
+def server_address(argv: list[str]) -> tuple[str, int, str]:
+    """(host, port, secret) of the drachtio server: argv, else the environment, else defaults."""
+    defaults = [os.environ.get("DRACHTIO_HOST", "127.0.0.1"), os.environ.get("DRACHTIO_PORT", "9022"),
+                os.environ.get("DRACHTIO_SECRET", "cymru")]
+    host, port, secret = (argv + defaults[len(argv):])[:3]
+    return host, int(port), secret
+
+
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
-    host, port, secret = (argv + ["127.0.0.1", "8022", "cymru"][len(argv):])[:3]
+    host, port, secret = server_address(argv)
     srf = Srf()
     install(srf)
     srf.connect({
         "host": host,
-        "port": int(port),
+        "port": port,
         "secret": secret,
     })
     try:

@@ -141,7 +141,6 @@ class FarEnd:
     def expect_success(self, timeout: float = 20.0) -> None:
         rc = self.sipp.wait(timeout)
         if rc != 0:
-            out = self.sipp.output()
             log = self.server.log()[-6000:] if self.server else ""
-            raise AssertionError(f"sipp {' '.join(self.sipp.args)} exited {rc}\n--- sipp output ---\n"
-                                 f"{out[-6000:]}\n--- server log (tail) ---\n{log}")
+            raise AssertionError(f"sipp {' '.join(self.sipp.args)} exited {rc}\n{self.sipp.report()}"
+                                 f"\n--- server log (tail) ---\n{log}")

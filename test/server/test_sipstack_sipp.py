@@ -105,23 +105,6 @@ async def test_outgoing_invite_to_sipp_uas(kit, transport):
 
 
 def _wait_listening(sipp: Sipp, proto: str) -> None:
-    """sipp needs a moment to bind; wait for its TCP listener (UDP: its socket shows in /proc)."""
-    import socket
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proto == "tcp":
-            try:
-                with socket.create_connection(("127.0.0.1", sipp.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-        else:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                try:
-                    s.bind(("127.0.0.1", sipp.port))
-                except OSError:
-                    return  # taken: sipp has bound it
-        time.sleep(0.02)  # polling a port that is not open yet; no event to wait on
-    raise TimeoutError("sipp did not start listening")
+    """Until sipp holds its port, read from the kernel's socket table (binding or connecting to
+    the port to find out would race sipp's own bind)."""
+    sipp.wait_listening(10)
