@@ -17,6 +17,7 @@ from .request import Request
 from .response import Response
 from .sip import SipMessage, parse_uri, parseUri, stringify_uri, stringifyUri
 from .srf import Srf
+from .trace import configure_from_env as _configure_trace
 
 SipRequest = Request
 SipResponse = Response
@@ -44,3 +45,6 @@ __all__ = [
     "stringifyUri",
     "stringify_uri",
 ]
+
+# DRACHTIO_DEBUG=1 or DEBUG=drachtio:* turn the wire trace on (see drachtio_srf.trace)
+_configure_trace()

@@ -17,10 +17,13 @@ import ssl
 import threading
 from collections.abc import Callable
 
-from . import wire
+from . import trace, wire
 from .errors import ConnectionLostError, NotConnectedError
 
 logger = logging.getLogger(__name__)
+_trace_control = logging.getLogger(trace.CONTROL)
+_trace_sip = logging.getLogger(trace.SIP)
+_DEBUG = logging.DEBUG
 
 __all__ = ["Connection", "Listener", "Reconnector", "backoff_delay", "open_connection"]
 
@@ -112,6 +115,8 @@ class Connection:
         with self._write_lock:
             if self.closed:
                 raise NotConnectedError(f"connection to {_fmt_peer(self.peer)} is closed")
+            if _trace_control.isEnabledFor(_DEBUG):  # under the lock: traced in wire order
+                self._trace("send", payload)
             try:
                 if self._tls:
                     self._send_tls(data)
@@ -227,11 +232,17 @@ class Connection:
                     events, timeout = selectors.EVENT_READ, 0.05
             self._wait_ready(events, timeout)
 
+    def _trace(self, direction: str, payload: str) -> None:
+        trace.client_frame(direction, "tls" if self._tls else "tcp", _fmt_peer(self.peer), payload)
+
     def _deliver(self, payloads: list[str]) -> None:
         on_frame = self._on_frame
+        tracing = _trace_control.isEnabledFor(_DEBUG) or _trace_sip.isEnabledFor(_DEBUG)
         for payload in payloads:
             if self.closed:
                 return
+            if tracing:
+                self._trace("recv", payload)
             try:
                 on_frame(self, payload)
             except Exception:
