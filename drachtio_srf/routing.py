@@ -103,7 +103,11 @@ class Router(Channel):
         if len(f.fields) < 10:
             logger.debug("ignoring sip frame with %d fields", len(f.fields))
             return
-        meta = wire.SipMeta.from_sip_frame(f)
+        try:
+            meta = wire.SipMeta.from_sip_frame(f)
+        except (wire.WireProtocolError, ValueError) as err:
+            logger.warning("dropped a sip frame from drachtio server %s:%s: %s", *sc.peer, err)
+            return
         try:
             msg = SipMessage(f.sip or "")
         except SipParseError as err:

@@ -482,3 +482,29 @@ def test_disconnect_fails_nothing_pending_and_stops_threads(srf, server):
     connect(srf, server)
     srf.disconnect()
     assert not srf.connected
+
+
+def test_sip_frame_with_non_numeric_port_logs_one_warning_and_keeps_the_connection(srf, server, caplog):
+    """#9 point 9: the frame is dropped with one clear WARNING line (no traceback); the
+    connection goes on serving the next request."""
+    import logging
+
+    from drachtio_srf import wire
+    connect(srf, server)
+    text = invite(method="MESSAGE", body="")
+    good = wire.sip_event(wire.new_id(), source="network", nbytes=len(text), protocol="udp",
+                          address="10.0.0.1", port=5060, time=wire.stack_time(), txn_id="t0",
+                          dialog_id="", received_on=("127.0.0.1", 5060), sip_text=text)
+    first_line, rest = good.split("\r\n", 1)
+    fields = first_line.split("|")
+    assert fields[6] == "5060"
+    fields[6] = "50x0"
+    with caplog.at_level(logging.DEBUG, logger="drachtio_srf"):
+        server.send("|".join(fields) + "\r\n" + rest)
+        server.deliver(text, txn_id="t1")
+        f = server.sip_frame("SIP/2.0 404")
+    assert f.field(2) == "t1"                                   # the bad one got no answer
+    bad = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("drachtio_srf")]
+    assert len(bad) == 1, [r.getMessage() for r in bad]
+    assert bad[0].levelno == logging.WARNING and "50x0" in bad[0].getMessage()
+    assert bad[0].exc_info is None and "\n" not in bad[0].getMessage()
