@@ -12,14 +12,19 @@ How the hold works:
    thread may itself be a worker on that very key) and puts a *hold* on the key
    (:meth:`Dispatcher.hold`, behind whatever the key already has).  A held key's later tasks
    queue without occupying any worker until the hold is released (:class:`_Hold`).  The rule:
-   **events for a dialog you just received wait until your thread does something other than
-   call the library.**  When ``result()`` hands the value over, a profile function is installed
-   on the consumer's thread only (``sys.setprofile``; see "the watch" below) and the hold is
-   released at the first of: a call from the consumer's code to anything outside the library
-   (its own functions, the standard library, a C function such as ``time.sleep`` or
-   ``Event.wait``), the return of the frame that called ``result()``, a wait on a library
-   Future, or the end of the dispatched task it runs in.  Library calls (``dialog.on(...)``,
-   ``dialog.local``, ...) keep it.  No timer is involved on that path.
+   **events for a dialog you just received wait while your thread only runs Python code and
+   library calls; the first call to a built-in outside the library lets them run.**  When
+   ``result()`` hands the value over, a profile function is installed on the consumer's thread
+   only (``sys.setprofile``; see "the watch" below) and the hold is released at the first of: a
+   call to a built-in or extension function from code outside the library (``time.sleep``, a
+   lock or ``Event.wait``, I/O, ``print``, ``len``; the standard library's Python code ends in
+   those too), the return of the frame that called ``result()``, a wait on a library Future, or
+   the end of the dispatched task it runs in.  Library calls (``dialog.on(...)``,
+   ``dialog.local``, ...) and calls to the consumer's own Python functions keep it.  No timer
+   is involved on that path.
+
+   A consumer that awaits the Future in an asyncio event loop gets the hold until its task has
+   run up to its next ``await`` (two loop iterations; see :meth:`_Hold.taken`).
 
    Fallbacks, all rare: a consumer that cannot be watched (another profiler such as cProfile is
    installed on its thread) gets the old windows: ``_OUTSIDE_WINDOW`` outside the workers, the
@@ -72,9 +77,8 @@ _UNCLAIMED_WINDOW = 0.3    # rule 5: wait for a consumer when nobody was waiting
 
 # Code in these directories is "the library" for the watch: this package and the emitter it is
 # built on (``dialog.on(...)`` runs pyee's ``on``).
-_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep
-                      for path in (os.path.dirname(os.path.abspath(__file__)) + os.sep + "__init__.py",
-                                   pyee.__file__ or "pyee"))
+_LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+                 os.path.dirname(os.path.abspath(pyee.__file__ or "pyee")) + os.sep)
 
 _local = threading.local()
 _claim_lock = threading.Lock()     # Outcome: first succeed/fail wins (short sections)
@@ -101,13 +105,21 @@ def _release_held() -> None:
 
 # --------------------------------------------------------------------------- the watch
 #
-# A consumer that took a fresh dialog from result() keeps its events held only while it keeps
-# calling the library.  A profile function (sys.setprofile, this thread only) is installed when
-# result() hands the value over, and releases the hold at the first of: a call from the
-# consumer's own code to anything outside the library (user code, the standard library, a C
-# function such as time.sleep or Event.wait), the return of the frame that called result(), or
-# a wait on a library Future (see GatedFuture.result).  Calls the library makes internally are
-# ignored.  The profile function removes itself then.
+# A consumer that took a fresh dialog from result() keeps its events held only while its thread
+# runs Python code that calls nothing outside the library.  A profile function (sys.setprofile,
+# this thread only) is installed when result() hands the value over, and releases the hold at the
+# first of: a call to a built-in or extension function made outside the library (time.sleep, a
+# lock or Event wait, socket I/O, print, len, ...: whatever the consumer's own code or the
+# standard library's Python code calls), the return of the frame that called result(), or a wait
+# on a library Future (see GatedFuture.result).  Python calls are followed, so passing the dialog
+# to a function of one's own that attaches the listeners keeps the hold; the library's own calls
+# are ignored.  The profile function removes itself then.
+
+def _running_loop() -> Any:
+    """The asyncio event loop running on this thread, if any (without importing asyncio)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio.events._get_running_loop() if asyncio is not None else None
+
 
 def _is_library(code: Any) -> bool:
     return code.co_filename.startswith(_LIBRARY_DIRS)
@@ -123,20 +135,14 @@ def _consumer_frame() -> Any:
 
 def _watch_event(frame: Any, event: str, _arg: Any) -> None:
     """The profile function: release this thread's holds when its consumer leaves the library."""
-    if event == "call":
+    if event == "c_call":
         if _is_library(frame.f_code):
-            return                  # a library call (e.g. dialog.on): keep holding
-        caller = frame.f_back
-        if caller is not None and _is_library(caller.f_code):
-            return                  # the library calling out internally (logging, threading)
-    elif event == "c_call":
-        if _is_library(frame.f_code):
-            return
+            return                  # the library's own work (locks, dict methods, ...)
     elif event == "return":
         if frame is not getattr(_local, "watch", None):
             return
     else:
-        return                      # c_return / c_exception
+        return                      # Python calls are followed; c_return / c_exception
     _release_held()
 
 
@@ -202,6 +208,13 @@ class _Hold:
         if len(held) >= 8:      # a consumer that never waits again: drop the spent ones
             held[:] = [h for h in held if not h.released]
         held.append(self)
+        loop = _running_loop()
+        if loop is not None:
+            # an event loop took it (``await``: asyncio copies the result in a loop callback, then
+            # wakes the awaiting task in the next iteration): release in the iteration after
+            # that, when the task has run up to its next ``await``
+            loop.call_soon(loop.call_soon, self.release)
+            return
         if _watch():
             return                  # released when the consumer leaves the library
         if not self.in_task:
@@ -279,7 +292,10 @@ class GatedFuture(DrachtioFuture):
         self.has_done_callbacks = False
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        self.has_done_callbacks = True
+        # asyncio.wrap_future's plumbing only forwards the result to an event loop: the consumer
+        # is the task awaiting there, which takes it with result() (see _Hold.taken)
+        if getattr(fn, "__module__", None) != "asyncio.futures":
+            self.has_done_callbacks = True
         super().add_done_callback(fn)
 
     def result(self, timeout: float | None = None) -> Any:

@@ -7,6 +7,7 @@ lasts while the consumer's thread only calls the library; its first other call r
 """
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 from types import SimpleNamespace
@@ -53,31 +54,31 @@ def _noop() -> None:
     return None
 
 
-def consumer(agent, fut: GatedFuture, lst: Listener, report: list) -> None:
-    """Takes the dialog, then only calls the library (as ``dialog.on(...)``) before doing
+def consumer(agent, fut: GatedFuture, lst: Listener, report: queue.Queue) -> None:
+    """Takes the dialog, then only calls the library (as ``dialog.on(...)``) before calling
     anything else: the event queued behind the result must wait for that."""
     fut.result(WAIT)
     still_held = agent.dispatcher.held(KEY)       # library calls: the hold stays
     lst.emitter.on("info", _noop)
-    report.append(still_held)                     # the first call outside the library
+    report.put(still_held)                        # the first call outside the library
 
 
 def test_event_queued_after_a_future_result_waits_while_the_consumer_calls_the_library(agent) -> None:
     out = Outcome(agent, None)
     lst = Listener()
-    report: list = []
+    report: queue.Queue = queue.Queue()
     agent.dispatcher.submit(("call", "c1"), run_task, consumer, agent, out.future, lst, report)
     out.succeed("dialog", key=KEY, gate=True)        # the reader resolves ...
     agent.dispatcher.submit(KEY, run_task, lst.event)  # ... and queues the far end's INFO
     assert lst.event_ran.wait(WAIT)
-    assert report == [True]
+    assert report.get(timeout=WAIT) is True
     assert lst.seen_attached == [True]
 
 
 def test_consumer_on_the_main_thread_keeps_the_hold_while_it_calls_the_library(agent) -> None:
     out = Outcome(agent, None)
     lst = Listener()
-    report: list = []
+    report: queue.Queue = queue.Queue()
     waiting = threading.Event()
 
     def resolve() -> None:
@@ -88,13 +89,13 @@ def test_consumer_on_the_main_thread_keeps_the_hold_while_it_calls_the_library(a
     waiting.set()
     consumer(agent, out.future, lst, report)
     assert lst.event_ran.wait(WAIT)
-    assert report == [True] and lst.seen_attached == [True]
+    assert report.get(timeout=WAIT) is True and lst.seen_attached == [True]
 
 
 @pytest.mark.parametrize("where", ["main thread", "worker"])
 def test_consumer_leaving_the_library_releases_the_hold_at_once(agent, monkeypatch, where) -> None:
-    """No timer: the first non-library call (here Event.wait) lets the dialog's events run, even
-    with the fallback windows made far longer than the test."""
+    """No timer: the first call to a built-in outside the library (here inside Event.wait) lets
+    the dialog's events run, even with the fallback windows made far longer than the test."""
     monkeypatch.setattr(hold_mod, "_OUTSIDE_WINDOW", 60.0)
     monkeypatch.setattr(hold_mod, "_HOLD_MAX", 60.0)
     out = Outcome(agent, None)
@@ -126,15 +127,36 @@ def test_return_of_the_frame_that_took_the_result_releases_the_hold(agent, monke
     monkeypatch.setattr(hold_mod, "_HOLD_MAX", 60.0)
     out = Outcome(agent, None)
     out.succeed("dialog", key=KEY, gate=True)
-    seen: list = []
+    seen = [None]
 
     def take() -> str:
         value = out.future.result(WAIT)
-        seen.append(agent.dispatcher.held(KEY))
+        seen[0] = agent.dispatcher.held(KEY)        # (no call outside the library here)
         return value
     assert take() == "dialog"
     assert agent.dispatcher.held(KEY) is False      # a library call: nothing else released it
     assert seen == [True]
+
+
+def test_consumer_passing_the_dialog_to_its_own_function_keeps_the_hold(agent) -> None:
+    """Python calls are followed: a helper of the app's that attaches the listener is in time."""
+    out = Outcome(agent, None)
+    lst = Listener()
+    report: queue.Queue = queue.Queue()
+
+    def setup(dialog: object, box: list) -> None:
+        box[0] = agent.dispatcher.held(KEY)
+        lst.emitter.on("info", _noop)
+
+    def consume() -> None:
+        box = [None]
+        setup(out.future.result(WAIT), box)
+        report.put(box[0])
+    agent.dispatcher.submit(("call", "c1"), run_task, consume)
+    out.succeed("dialog", key=KEY, gate=True)
+    agent.dispatcher.submit(KEY, run_task, lst.event)
+    assert lst.event_ran.wait(WAIT)
+    assert report.get(timeout=WAIT) is True and lst.seen_attached == [True]
 
 
 def test_hold_is_released_when_the_consumer_waits_on_another_library_future(agent) -> None:
@@ -198,7 +220,7 @@ def test_succeed_here_holds_the_current_key_after_its_task(agent) -> None:
     ACK is already queued behind it."""
     out = Outcome(agent, None)
     lst = Listener()
-    report: list = []
+    report: queue.Queue = queue.Queue()
     agent.dispatcher.submit(("call", "c1"), run_task, consumer, agent, out.future, lst, report)
 
     def answer() -> None:
@@ -251,3 +273,27 @@ def test_many_unconsumed_results_do_not_tie_up_workers(agent) -> None:
     assert threading.active_count() <= before + 1      # (+ the timer thread)
     for lst in events:
         assert lst.event_ran.wait(WAIT)
+
+
+def test_consumer_awaiting_in_an_event_loop_keeps_the_hold_until_its_next_await(agent) -> None:
+    """``dialog = await asyncio.wrap_future(fut)`` then ``dialog.on(...)``: the event queued
+    behind the result waits until the coroutine reaches its next ``await``."""
+    import asyncio
+
+    out = Outcome(agent, None)
+    lst = Listener()
+    report: list = []
+
+    async def consume() -> None:
+        waiting = asyncio.wrap_future(out.future)
+        submitted = threading.Event()
+        threading.Thread(target=lambda: (out.succeed("dialog", key=KEY, gate=True),
+                                         agent.dispatcher.submit(KEY, run_task, lst.event),
+                                         submitted.set())).start()
+        assert submitted.wait(WAIT)    # (blocks the loop: the event is queued behind the result)
+        await waiting
+        report.append(agent.dispatcher.held(KEY))     # (a built-in call: no matter in a loop)
+        lst.emitter.on("info", _noop)
+        await asyncio.get_running_loop().run_in_executor(None, lst.event_ran.wait, WAIT)
+    asyncio.run(consume())
+    assert report == [True] and lst.seen_attached == [True]
