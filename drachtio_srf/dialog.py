@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+CONNECTION_LOST = "connection lost"   # the reason of 'destroy' when the server connection is lost
+
 __all__ = ["SIP_METHODS", "Dialog"]
 
 SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
@@ -207,6 +209,19 @@ class Dialog(Emitter):
             self.__dict__.pop("_modify_waiting", None)
         for admit in waiting:
             admit(DrachtioError("dialog was destroyed before we could modify it"))
+
+    def _connection_lost(self) -> None:
+        """The control connection the dialog was set up on is gone: the server will not route
+        its requests to us any more, so the dialog ends here (no BYE can be sent) and emits
+        ``destroy(None, 'connection lost')`` on its key.  Called on the reader thread."""
+        if not self.connected:
+            return
+        self._ended()
+
+        def lost() -> None:
+            self.emit("destroy", None, CONNECTION_LOST)
+            self.remove_all_listeners()
+        self.agent.submit(dialog_key(self.id), lost)
 
     def destroy(self, opts: Any = None, callback: Any = None, *, headers: Mapping[str, Any] | None = None,
                 auth: Any = None) -> Any:

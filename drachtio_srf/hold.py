@@ -11,17 +11,29 @@ How the hold works:
 2. With a Future, the reader resolves the Future at once (never through a queue: the waiting
    thread may itself be a worker on that very key) and puts a *hold* on the key
    (:meth:`Dispatcher.hold`, behind whatever the key already has).  A held key's later tasks
-   queue without occupying any worker until the hold is released (:class:`_Hold`): by the
-   thread that got the value from ``result()``, when the dispatched task it runs in returns or
-   when it blocks again in any library Future, whichever comes first.  A consumer outside the
-   library's workers (e.g. the main thread) gets the same release on its next library wait and
-   otherwise after a short window (``_OUTSIDE_WINDOW``); a consumer that keeps its task running
-   for long without waiting on the library releases it after ``_HOLD_MAX``.  A result nobody
-   waits for holds the key only ``_UNCLAIMED_WINDOW`` (or not at all when it has done-callbacks,
-   which are queued on the key ahead of the hold).  The windows are timers on :class:`Timers`.
-   Hence ``result()`` returning, and the code after it up to the end of the handler or the next
-   library wait, happen-before any queued in-dialog event (the release and the dispatch of the
-   next task go through the dispatcher's lock).
+   queue without occupying any worker until the hold is released (:class:`_Hold`).  The rule:
+   **events for a dialog you just received wait while your thread only runs Python code and
+   library calls; the first call to a built-in outside the library lets them run.**  When
+   ``result()`` hands the value over, a profile function is installed on the consumer's thread
+   only (``sys.setprofile``; see "the watch" below) and the hold is released at the first of: a
+   call to a built-in or extension function from code outside the library (``time.sleep``, a
+   lock or ``Event.wait``, I/O, ``print``, ``len``; the standard library's Python code ends in
+   those too), the return of the frame that called ``result()``, a wait on a library Future, or
+   the end of the dispatched task it runs in.  Library calls (``dialog.on(...)``,
+   ``dialog.local``, ...) and calls to the consumer's own Python functions keep it.  No timer
+   is involved on that path.
+
+   A consumer that awaits the Future in an asyncio event loop gets the hold until its task has
+   run up to its next ``await`` (two loop iterations; see :meth:`_Hold.taken`).
+
+   Fallbacks, all rare: a consumer that cannot be watched (another profiler such as cProfile is
+   installed on its thread) gets the old windows: ``_OUTSIDE_WINDOW`` outside the workers, the
+   task's end or ``_HOLD_MAX`` on a worker; a consumer that spins in pure bytecode without any
+   call is released after ``_HOLD_MAX``; a result nobody waits for holds the key only
+   ``_UNCLAIMED_WINDOW`` (or not at all when it has done-callbacks, which are queued on the key
+   ahead of the hold).  Hence ``result()`` returning, and the library calls after it, happen
+   before any queued in-dialog event (the release and the dispatch of the next task go through
+   the dispatcher's lock).
 
 A result made on the dialog's own key (the B2BUA answers A from a task on A's key, when A's ACK
 may already be queued behind it) uses :meth:`Outcome.succeed_here`: the callback runs inline, or
@@ -33,10 +45,14 @@ This module knows nothing of connections or SIP: it needs a dispatcher and timer
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol
+
+import pyee
 
 from .dispatch import Completion, Dispatcher, DrachtioFuture, Timers
 
@@ -55,9 +71,14 @@ class Runtime(Protocol):
     timers: Timers
 
 
-_HOLD_MAX = 1.0            # rule 5: longest a worker consumer holds a dialog's events
-_OUTSIDE_WINDOW = 0.5      # rule 5: window for a consumer that is not a library worker
+_HOLD_MAX = 1.0            # rule 5: last resort against a consumer that never calls anything
+_OUTSIDE_WINDOW = 0.5      # rule 5: window for a consumer outside the workers that cannot be watched
 _UNCLAIMED_WINDOW = 0.3    # rule 5: wait for a consumer when nobody was waiting on the result
+
+# Code in these directories is "the library" for the watch: this package and the emitter it is
+# built on (``dialog.on(...)`` runs pyee's ``on``).
+_LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+                 os.path.dirname(os.path.abspath(pyee.__file__ or "pyee")) + os.sep)
 
 _local = threading.local()
 _claim_lock = threading.Lock()     # Outcome: first succeed/fail wins (short sections)
@@ -78,6 +99,72 @@ def _release_held() -> None:
         for hold in held:
             hold.release()
         held.clear()
+    if getattr(_local, "watch", None) is not None:
+        _unwatch()
+
+
+# --------------------------------------------------------------------------- the watch
+#
+# A consumer that took a fresh dialog from result() keeps its events held only while its thread
+# runs Python code that calls nothing outside the library.  A profile function (sys.setprofile,
+# this thread only) is installed when result() hands the value over, and releases the hold at the
+# first of: a call to a built-in or extension function made outside the library (time.sleep, a
+# lock or Event wait, socket I/O, print, len, ...: whatever the consumer's own code or the
+# standard library's Python code calls), the return of the frame that called result(), or a wait
+# on a library Future (see GatedFuture.result).  Python calls are followed, so passing the dialog
+# to a function of one's own that attaches the listeners keeps the hold; the library's own calls
+# are ignored.  The profile function removes itself then.
+
+def _running_loop() -> Any:
+    """The asyncio event loop running on this thread, if any (without importing asyncio)."""
+    asyncio = sys.modules.get("asyncio")
+    return asyncio.events._get_running_loop() if asyncio is not None else None
+
+
+def _is_library(code: Any) -> bool:
+    return code.co_filename.startswith(_LIBRARY_DIRS)
+
+
+def _consumer_frame() -> Any:
+    """The innermost frame on this thread that is not library code (who called result())."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and _is_library(frame.f_code):
+        frame = frame.f_back
+    return frame
+
+
+def _watch_event(frame: Any, event: str, _arg: Any) -> None:
+    """The profile function: release this thread's holds when its consumer leaves the library."""
+    if event == "c_call":
+        if _is_library(frame.f_code):
+            return                  # the library's own work (locks, dict methods, ...)
+    elif event == "return":
+        if frame is not getattr(_local, "watch", None):
+            return
+    else:
+        return                      # Python calls are followed; c_return / c_exception
+    _release_held()
+
+
+def _watch() -> bool:
+    """Start watching this thread's consumer (see above); False if it cannot be watched: another
+    profiler is installed, or no code outside the library took the value."""
+    current = sys.getprofile()
+    if current is not None and current is not _watch_event:
+        return False
+    frame = _consumer_frame()
+    if frame is None:
+        return False
+    _local.watch = frame
+    if current is None:
+        sys.setprofile(_watch_event)
+    return True
+
+
+def _unwatch() -> None:
+    _local.watch = None
+    if sys.getprofile() is _watch_event:
+        sys.setprofile(None)
 
 
 def run_task(fn: Callable[..., Any], *args: Any) -> None:
@@ -121,6 +208,15 @@ class _Hold:
         if len(held) >= 8:      # a consumer that never waits again: drop the spent ones
             held[:] = [h for h in held if not h.released]
         held.append(self)
+        loop = _running_loop()
+        if loop is not None:
+            # an event loop took it (``await``: asyncio copies the result in a loop callback, then
+            # wakes the awaiting task in the next iteration): release in the iteration after
+            # that, when the task has run up to its next ``await``
+            loop.call_soon(loop.call_soon, self.release)
+            return
+        if _watch():
+            return                  # released when the consumer leaves the library
         if not self.in_task:
             # a consumer outside the workers gets a shorter window than the limit running now
             with self._lock:
@@ -196,7 +292,10 @@ class GatedFuture(DrachtioFuture):
         self.has_done_callbacks = False
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        self.has_done_callbacks = True
+        # asyncio.wrap_future's plumbing only forwards the result to an event loop: the consumer
+        # is the task awaiting there, which takes it with result() (see _Hold.taken)
+        if getattr(fn, "__module__", None) != "asyncio.futures":
+            self.has_done_callbacks = True
         super().add_done_callback(fn)
 
     def result(self, timeout: float | None = None) -> Any:

@@ -103,7 +103,11 @@ class Router(Channel):
         if len(f.fields) < 10:
             logger.debug("ignoring sip frame with %d fields", len(f.fields))
             return
-        meta = wire.SipMeta.from_sip_frame(f)
+        try:
+            meta = wire.SipMeta.from_sip_frame(f)
+        except (wire.WireProtocolError, ValueError) as err:
+            logger.warning("dropped a sip frame from drachtio server %s:%s: %s", *sc.peer, err)
+            return
         try:
             msg = SipMessage(f.sip or "")
         except SipParseError as err:
@@ -212,5 +216,7 @@ class Router(Channel):
         """Hand a response to the library hooks of ``req`` and its ``response`` listeners."""
         for hook in list(req._hooks):
             self._safe(hook, res, ack, None)
-        if req.listeners("response"):
+        # a busy key may still run the code that attaches a listener (the send's callback, or a
+        # Future's consumer under its rule-5 hold): queue the event behind it
+        if req.listeners("response") or not self.dispatcher.idle(req._key):
             self.emit_on(req._key, req, "response", res, ack)

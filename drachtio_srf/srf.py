@@ -290,6 +290,12 @@ class Srf(Emitter):
     def _on_conn_closed(self, sc: ServerConn, err: BaseException | None) -> None:
         self._emit("close", sc)
         self._emit("disconnect", sc)
+        if not self._agent.closing:
+            # the server routes a dialog's requests only to the connection that set it up
+            with self._dialogs_lock:
+                lost = [d for d in self._dialogs.values() if d.req is not None and d.req._conn is sc]
+            for dialog in lost:
+                dialog._connection_lost()
         if sc.outbound or self._agent.closing:
             return
         if err is not None:

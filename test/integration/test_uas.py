@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -144,10 +143,14 @@ def test_listener_attached_after_answer_gets_info_sent_right_after_ack(srf, serv
             if err is not None:
                 failures.append(err)
                 return
-            # The app does some work of its own (a lookup, say) before it attaches its listener.
-            # This is not synchronisation: it widens the window in which sipp's INFO, sent right
-            # after its ACK, is already waiting, so the test fails if the library lets it through.
-            time.sleep(0.05)
+            # The app does some work of its own (pure Python: a call to a built-in such as
+            # time.sleep would let the dialog's events run, see docs/architecture.md) before it
+            # attaches its listener.  This is not synchronisation: it widens the window in which
+            # sipp's INFO, sent right after its ACK, is already waiting, so the test fails if the
+            # library lets it through.
+            n = 0
+            while n < 300_000:
+                n += 1
             dialog.on("info", on_info)
             dialog.on("destroy", lambda *args: ended.put(dialog.sip.call_id))
         complete(style, then, srf.create_uas, req, res, opts={"local_sdp": SDP})

@@ -1,11 +1,14 @@
 """DESIGN rule 5 at the Outcome level: a Future's consumer gets the dialog's key held (without a
 worker) until it has attached its listeners; the event queued behind it then sees them.
 
-These drive the race deterministically: the consumer, after ``result()``, waits for the queued
-event for a while before attaching; with the hold the event cannot run in that time.
+These drive the race deterministically: the event is queued before the consumer attaches, and
+the consumer checks (with a library call) that the key is still held when it attaches.  The hold
+lasts while the consumer's thread only calls the library; its first other call releases it.
 """
 from __future__ import annotations
 
+import queue
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -13,10 +16,10 @@ import pytest
 
 from drachtio_srf import hold as hold_mod
 from drachtio_srf.dispatch import Dispatcher, Timers
+from drachtio_srf.emitter import Emitter
 from drachtio_srf.hold import GatedFuture, Outcome, run_task
 
 WAIT = 5.0
-RACE = 0.3      # how long a consumer dawdles between result() and attaching its listener
 KEY = ("dlg", "d1")
 
 
@@ -30,39 +33,130 @@ def agent():
 
 
 class Listener:
-    """A stand-in for ``dialog.on('info', ...)``: the event task records whether it was attached."""
+    """A stand-in for ``dialog.on('info', ...)``: a library Emitter; the queued event task emits
+    on it and records whether the listener was attached by then."""
 
     def __init__(self) -> None:
-        self.attached = False
+        self.emitter = Emitter()
         self.event_ran = threading.Event()
         self.seen_attached: list[bool] = []
 
-    def attach(self) -> None:
-        self.attached = True
+    @property
+    def attached(self) -> bool:
+        return bool(self.emitter.listeners("info"))
 
     def event(self) -> None:
         self.seen_attached.append(self.attached)
         self.event_ran.set()
 
 
-def consumer(fut: GatedFuture, lst: Listener, got: threading.Event) -> None:
+def _noop() -> None:
+    return None
+
+
+def consumer(agent, fut: GatedFuture, lst: Listener, report: queue.Queue) -> None:
+    """Takes the dialog, then only calls the library (as ``dialog.on(...)``) before calling
+    anything else: the event queued behind the result must wait for that."""
     fut.result(WAIT)
-    got.set()
-    lst.event_ran.wait(RACE)     # without the hold the event would run now, before attach()
-    lst.attach()
+    still_held = agent.dispatcher.held(KEY)       # library calls: the hold stays
+    lst.emitter.on("info", _noop)
+    report.put(still_held)                        # the first call outside the library
 
 
-def test_event_queued_after_a_future_result_waits_for_the_consumer_task(agent) -> None:
+def test_event_queued_after_a_future_result_waits_while_the_consumer_calls_the_library(agent) -> None:
     out = Outcome(agent, None)
-    fut = out.future
     lst = Listener()
-    got = threading.Event()
-    agent.dispatcher.submit(("call", "c1"), run_task, consumer, fut, lst, got)
+    report: queue.Queue = queue.Queue()
+    agent.dispatcher.submit(("call", "c1"), run_task, consumer, agent, out.future, lst, report)
     out.succeed("dialog", key=KEY, gate=True)        # the reader resolves ...
     agent.dispatcher.submit(KEY, run_task, lst.event)  # ... and queues the far end's INFO
     assert lst.event_ran.wait(WAIT)
-    assert got.is_set()
+    assert report.get(timeout=WAIT) is True
     assert lst.seen_attached == [True]
+
+
+def test_consumer_on_the_main_thread_keeps_the_hold_while_it_calls_the_library(agent) -> None:
+    out = Outcome(agent, None)
+    lst = Listener()
+    report: queue.Queue = queue.Queue()
+    waiting = threading.Event()
+
+    def resolve() -> None:
+        assert waiting.wait(WAIT)
+        out.succeed("dialog", key=KEY, gate=True)
+        agent.dispatcher.submit(KEY, run_task, lst.event)
+    threading.Thread(target=resolve).start()
+    waiting.set()
+    consumer(agent, out.future, lst, report)
+    assert lst.event_ran.wait(WAIT)
+    assert report.get(timeout=WAIT) is True and lst.seen_attached == [True]
+
+
+@pytest.mark.parametrize("where", ["main thread", "worker"])
+def test_consumer_leaving_the_library_releases_the_hold_at_once(agent, monkeypatch, where) -> None:
+    """No timer: the first call to a built-in outside the library (here inside Event.wait) lets
+    the dialog's events run, even with the fallback windows made far longer than the test."""
+    monkeypatch.setattr(hold_mod, "_OUTSIDE_WINDOW", 60.0)
+    monkeypatch.setattr(hold_mod, "_HOLD_MAX", 60.0)
+    out = Outcome(agent, None)
+    lst = Listener()
+    result: list = []
+
+    def take() -> None:
+        out.future.result(WAIT)
+        result.append(lst.event_ran.wait(WAIT))     # sleeping/waiting outside the library
+    waiting = threading.Event()
+
+    def resolve() -> None:
+        assert waiting.wait(WAIT)
+        out.succeed("dialog", key=KEY, gate=True)
+        agent.dispatcher.submit(KEY, run_task, lst.event)
+    threading.Thread(target=resolve).start()
+    if where == "worker":
+        done = threading.Event()
+        agent.dispatcher.submit(("call", "c1"), run_task, lambda: (waiting.set(), take(), done.set()))
+        assert done.wait(WAIT * 2)
+    else:
+        waiting.set()
+        take()
+    assert result == [True]
+
+
+def test_return_of_the_frame_that_took_the_result_releases_the_hold(agent, monkeypatch) -> None:
+    monkeypatch.setattr(hold_mod, "_OUTSIDE_WINDOW", 60.0)
+    monkeypatch.setattr(hold_mod, "_HOLD_MAX", 60.0)
+    out = Outcome(agent, None)
+    out.succeed("dialog", key=KEY, gate=True)
+    seen = [None]
+
+    def take() -> str:
+        value = out.future.result(WAIT)
+        seen[0] = agent.dispatcher.held(KEY)        # (no call outside the library here)
+        return value
+    assert take() == "dialog"
+    assert agent.dispatcher.held(KEY) is False      # a library call: nothing else released it
+    assert seen == [True]
+
+
+def test_consumer_passing_the_dialog_to_its_own_function_keeps_the_hold(agent) -> None:
+    """Python calls are followed: a helper of the app's that attaches the listener is in time."""
+    out = Outcome(agent, None)
+    lst = Listener()
+    report: queue.Queue = queue.Queue()
+
+    def setup(dialog: object, box: list) -> None:
+        box[0] = agent.dispatcher.held(KEY)
+        lst.emitter.on("info", _noop)
+
+    def consume() -> None:
+        box = [None]
+        setup(out.future.result(WAIT), box)
+        report.put(box[0])
+    agent.dispatcher.submit(("call", "c1"), run_task, consume)
+    out.succeed("dialog", key=KEY, gate=True)
+    agent.dispatcher.submit(KEY, run_task, lst.event)
+    assert lst.event_ran.wait(WAIT)
+    assert report.get(timeout=WAIT) is True and lst.seen_attached == [True]
 
 
 def test_hold_is_released_when_the_consumer_waits_on_another_library_future(agent) -> None:
@@ -73,7 +167,7 @@ def test_hold_is_released_when_the_consumer_waits_on_another_library_future(agen
 
     def consume() -> None:
         out.future.result(WAIT)
-        lst.attach()
+        lst.emitter.on("info", _noop)
         other.result(WAIT)                    # a library wait: the dialog's events may run now
         assert lst.event_ran.wait(WAIT)       # ... while this task is still running
     done = threading.Event()
@@ -84,14 +178,20 @@ def test_hold_is_released_when_the_consumer_waits_on_another_library_future(agen
     assert lst.seen_attached == [True]
 
 
-def test_consumer_outside_the_workers_is_released_by_its_window(agent) -> None:
+def test_consumer_that_cannot_be_watched_is_released_by_its_window(agent) -> None:
+    """Another profiler installed on the consumer's thread: the hold falls back to a window."""
     out = Outcome(agent, None)
     lst = Listener()
     waiting = threading.Event()
     threading.Thread(target=lambda: (waiting.set(), out.future.result(WAIT))).start()
     assert waiting.wait(WAIT)
     out.succeed("dialog", key=KEY, gate=True)
-    out.future.result(WAIT)     # (this main thread takes it too: it is not a worker)
+    previous = sys.getprofile()
+    sys.setprofile(lambda *_a: None)
+    try:
+        out.future.result(WAIT)     # (this main thread takes it too: it is not a worker)
+    finally:
+        sys.setprofile(previous)
     agent.dispatcher.submit(KEY, run_task, lst.event)
     assert lst.event_ran.wait(WAIT)   # nobody releases it: the window timer does
     assert not agent.dispatcher.held(KEY)
@@ -108,7 +208,7 @@ def test_unclaimed_result_holds_the_key_only_briefly(agent) -> None:
 def test_done_callbacks_run_before_the_queued_event_and_need_no_hold(agent) -> None:
     out = Outcome(agent, None)
     lst = Listener()
-    out.future.add_done_callback(lambda f: lst.attach())
+    out.future.add_done_callback(lambda f: lst.emitter.on("info", _noop))
     out.succeed("dialog", key=KEY, gate=True)
     agent.dispatcher.submit(KEY, run_task, lst.event)
     assert lst.event_ran.wait(WAIT)
@@ -120,8 +220,8 @@ def test_succeed_here_holds_the_current_key_after_its_task(agent) -> None:
     ACK is already queued behind it."""
     out = Outcome(agent, None)
     lst = Listener()
-    got = threading.Event()
-    agent.dispatcher.submit(("call", "c1"), run_task, consumer, out.future, lst, got)
+    report: queue.Queue = queue.Queue()
+    agent.dispatcher.submit(("call", "c1"), run_task, consumer, agent, out.future, lst, report)
 
     def answer() -> None:
         agent.dispatcher.submit(KEY, run_task, lst.event)   # the ACK arrives meanwhile
@@ -134,7 +234,7 @@ def test_succeed_here_holds_the_current_key_after_its_task(agent) -> None:
 def test_succeed_here_with_done_callbacks_runs_them_before_the_queued_event(agent) -> None:
     out = Outcome(agent, None)
     lst = Listener()
-    out.future.add_done_callback(lambda f: lst.attach())
+    out.future.add_done_callback(lambda f: lst.emitter.on("info", _noop))
 
     def answer() -> None:
         agent.dispatcher.submit(KEY, run_task, lst.event)
@@ -173,3 +273,27 @@ def test_many_unconsumed_results_do_not_tie_up_workers(agent) -> None:
     assert threading.active_count() <= before + 1      # (+ the timer thread)
     for lst in events:
         assert lst.event_ran.wait(WAIT)
+
+
+def test_consumer_awaiting_in_an_event_loop_keeps_the_hold_until_its_next_await(agent) -> None:
+    """``dialog = await asyncio.wrap_future(fut)`` then ``dialog.on(...)``: the event queued
+    behind the result waits until the coroutine reaches its next ``await``."""
+    import asyncio
+
+    out = Outcome(agent, None)
+    lst = Listener()
+    report: list = []
+
+    async def consume() -> None:
+        waiting = asyncio.wrap_future(out.future)
+        submitted = threading.Event()
+        threading.Thread(target=lambda: (out.succeed("dialog", key=KEY, gate=True),
+                                         agent.dispatcher.submit(KEY, run_task, lst.event),
+                                         submitted.set())).start()
+        assert submitted.wait(WAIT)    # (blocks the loop: the event is queued behind the result)
+        await waiting
+        report.append(agent.dispatcher.held(KEY))     # (a built-in call: no matter in a loop)
+        lst.emitter.on("info", _noop)
+        await asyncio.get_running_loop().run_in_executor(None, lst.event_ran.wait, WAIT)
+    asyncio.run(consume())
+    assert report == [True] and lst.seen_attached == [True]
