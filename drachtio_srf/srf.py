@@ -122,7 +122,7 @@ class Srf(Emitter):
         self._dialogs: dict[str, Dialog] = {}
         self._dialogs_lock = threading.Lock()
         self._stack: list[tuple[str | None, Callable[..., Any]]] = []
-        self._agent = Agent(self)
+        self._agent = Agent(self, on_request=self._handle_request, find_dialog=self.find_dialog_by_id)
         self._agent.dispatcher.max_workers = max_workers
         self._agent.on_authenticated = self._on_authenticated
         self._agent.on_conn_closed = self._on_conn_closed

@@ -35,7 +35,8 @@ from .digest import (
 )
 
 if TYPE_CHECKING:
-    from .agent import Agent, ServerConn
+    from .channel import ServerConn
+    from .outgoing import Sender as Agent
     from .request import Request
     from .response import Response
 
@@ -45,6 +46,7 @@ __all__ = [
     "CREDENTIALS_TIMEOUT",
     "MAX_RETRIES",
     "AuthState",
+    "auth_state",
     "credentials_from",
     "defer_cancel",
     "next_hop_is_ip",
@@ -123,6 +125,12 @@ def _release_cancels(state: AuthState) -> None:
             send()
         except Exception:
             logger.exception("held CANCEL could not be sent")
+
+
+def auth_state(auth: Any, **params: Any) -> AuthState:
+    """The retry state for a request sent with ``auth`` (credentials, a function giving them, or
+    the AuthState of the request being re-sent); ``params`` are AuthState's send parameters."""
+    return auth if isinstance(auth, AuthState) else AuthState(auth, **params)
 
 
 def on_challenge(agent: Agent, sc: ServerConn, req: Request, res: Response, ack: Callable[..., Any]) -> bool:

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from drachtio_srf import agent as agent_mod
-from drachtio_srf.agent import GatedFuture, Outcome, run_task
+from drachtio_srf import hold as hold_mod
 from drachtio_srf.dispatch import Dispatcher, Timers
+from drachtio_srf.hold import GatedFuture, Outcome, run_task
 
 WAIT = 5.0
 RACE = 0.3      # how long a consumer dawdles between result() and attaching its listener
@@ -102,7 +102,7 @@ def test_unclaimed_result_holds_the_key_only_briefly(agent) -> None:
     lst = Listener()
     out.succeed("dialog", key=KEY, gate=True)
     agent.dispatcher.submit(KEY, run_task, lst.event)
-    assert lst.event_ran.wait(agent_mod._UNCLAIMED_WINDOW + WAIT)
+    assert lst.event_ran.wait(hold_mod._UNCLAIMED_WINDOW + WAIT)
 
 
 def test_done_callbacks_run_before_the_queued_event_and_need_no_hold(agent) -> None:
