@@ -307,17 +307,25 @@ class Dispatcher:
         patience = max(2, round(self.long_task / interval))
         ready = self._ready
         busy = self._busy
+        linger = _WATCHDOG_LINGER
         with self._lock:
             stalled = 0
             base: dict[_Worker, float] | None = None
+            quiet = 0       # checks in a row that found nothing ready
             while not self._closed:
                 if not ready:
                     stalled = 0
                     base = None
+                    quiet += 1
+                    if quiet <= linger:
+                        # work came recently: poll on, cheaper than a notify per burst
+                        self._watch.wait(interval)
+                        continue
                     self._watchdog_waiting = True
                     self._watch.wait()
                     self._watchdog_waiting = False
                     continue
+                quiet = 0
                 taken = self._taken
                 self._watch.wait(interval)
                 if self._closed or not ready or self._taken != taken:
@@ -430,6 +438,10 @@ class Dispatcher:
             fn = None
             args = kwargs = None  # type: ignore[assignment]  # drop references while idle
             finished = True
+
+
+#: idle checks the watchdog keeps polling after it last saw work, before it sleeps until notified
+_WATCHDOG_LINGER = 10
 
 
 def _cpu_demand(worker: _Worker) -> float:
