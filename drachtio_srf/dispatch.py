@@ -307,7 +307,8 @@ class Dispatcher:
         patience = max(2, round(self.long_task / interval))
         ready = self._ready
         busy = self._busy
-        linger = _WATCHDOG_LINGER
+        linger = 0          # idle checks to poll on: only when notifications come often
+        monotonic = time.monotonic
         with self._lock:
             stalled = 0
             base: dict[_Worker, float] | None = None
@@ -318,12 +319,14 @@ class Dispatcher:
                     base = None
                     quiet += 1
                     if quiet <= linger:
-                        # work came recently: poll on, cheaper than a notify per burst
+                        # work comes often: poll on, cheaper than a notify per burst
                         self._watch.wait(interval)
                         continue
                     self._watchdog_waiting = True
+                    slept = monotonic()
                     self._watch.wait()
                     self._watchdog_waiting = False
+                    linger = _WATCHDOG_LINGER if monotonic() - slept < _WATCHDOG_LINGER * interval else 0
                     continue
                 quiet = 0
                 taken = self._taken
