@@ -42,12 +42,13 @@ class Dispatcher:
     * ready items go to one shared queue (``_ready``).  A worker that finishes a task takes the
       next ready item itself and only idles when there is none: while work keeps coming, one
       running worker drains it all, as an event loop would.
-    * another worker is woken only when no worker is *draining* (``_running`` == 0: every worker
-      is idle, or blocked).  A worker stops draining when its task blocks on one of the library's
-      own futures (:meth:`DrachtioFuture.result` tells the pool, which wakes a successor at once
-      when work is waiting), and the *watchdog* - a thread that only runs while work waits -
-      wakes one more worker when no ready item was taken for ``watchdog_interval`` seconds (a
-      task blocked elsewhere: sleep, I/O, a lock, or just long).
+    * another worker is woken only when no worker is *draining* (``_busy`` is empty: every
+      worker is idle, or blocked).  A worker stops draining when its task blocks on one of the
+      library's own futures (:meth:`DrachtioFuture.result` tells the pool, which wakes a
+      successor at once when work is waiting).  The *watchdog*, a thread that only runs while
+      work waits, wakes one more worker when no ready item was taken for ``watchdog_interval``
+      seconds while the draining workers used next to no CPU (a task blocked elsewhere: sleep,
+      I/O, a lock), or for ``long_task`` seconds whatever they did (a task that computes).
     * the idle workers form a stack (each waits on its own wake-up lock): the most recently idle
       one is woken first, so the same few workers stay warm and the others time out and exit.
     * ``_keys`` maps a key that has a task queued or running to a deque of its *later* tasks;
@@ -59,13 +60,15 @@ class Dispatcher:
     """
 
     def __init__(self, max_workers: int = 64, name: str = "drachtio-worker",
-                 idle_timeout: float = 5.0, watchdog_interval: float = 0.005) -> None:
+                 idle_timeout: float = 5.0, watchdog_interval: float = 0.01,
+                 long_task: float = 0.1) -> None:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an int of at least 1, got {max_workers!r}")
         self.max_workers = max_workers
         self.name = name
         self.idle_timeout = idle_timeout
         self.watchdog_interval = watchdog_interval
+        self.long_task = long_task
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._watch = threading.Condition(self._lock)   # the watchdog waits for work on this
@@ -74,7 +77,7 @@ class Dispatcher:
         self._workers: set[threading.Thread] = set()
         self._idle: list[_Worker] = []      # waiting workers, the most recently idle last
         self._ready: deque[_Item] = deque()     # items whose key is free, in order
-        self._running = 0         # workers that will take the next ready item unasked
+        self._busy: set[_Worker] = set()    # draining: will take the next ready item unasked
         self._taken = 0           # ready items taken so far (the watchdog's progress counter)
         self._outstanding = 0     # tasks submitted and not yet finished
         self._counter = itertools.count(1)
@@ -83,7 +86,7 @@ class Dispatcher:
         self._watchdog: threading.Thread | None = None
         self._watchdog_waiting = False
         self._warned_exhausted = False
-        self._local = threading.local()     # .key: the running task's key; .draining
+        self._local = threading.local()     # .key: the running task's key; .worker
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -214,7 +217,7 @@ class Dispatcher:
                     return True
                 self._keys[key] = deque()
             self._ready.append(item)
-            if self._running == 0:
+            if not self._busy:
                 self._wake_locked()
             elif self._watchdog_waiting:
                 self._watch.notify()
@@ -225,7 +228,7 @@ class Dispatcher:
     def _ready_locked(self, item: _Item) -> None:
         """Make ``item`` ready: a draining worker takes it, else wake one (lock held)."""
         self._ready.append(item)
-        if self._running == 0:
+        if not self._busy:
             self._wake_locked()
         elif self._watchdog_waiting:
             self._watch.notify()
@@ -268,7 +271,7 @@ class Dispatcher:
         (lock held).  False at ``max_workers`` (warned once)."""
         if self._idle:
             worker = self._idle.pop()
-            self._running += 1
+            self._busy.add(worker)
             worker.wake.release()
             return True
         if len(self._workers) < self.max_workers:
@@ -276,7 +279,7 @@ class Dispatcher:
             t = threading.Thread(target=self._work, args=(worker,),
                                  name=f"{self.name}-{next(self._counter)}", daemon=True)
             self._workers.add(t)
-            self._running += 1
+            self._busy.add(worker)
             t.start()
             return True
         if not self._warned_exhausted:
@@ -294,39 +297,74 @@ class Dispatcher:
         t.start()
 
     def _watchdog_run(self) -> None:
-        """While items are ready, check every ``watchdog_interval`` that one was taken; if none
-        was, the draining workers are stuck in their tasks: wake one more.  Sleeps otherwise."""
+        """While items are ready, check every ``watchdog_interval`` that one was taken.  After
+        an interval without, watch the draining workers for one more: if they neither ran nor
+        waited for a CPU meanwhile, their tasks are blocked (sleep, I/O, a lock): wake one more
+        worker.  A task that computes (holds the GIL) is left alone until it has run for
+        ``long_task`` seconds: another worker could only share the GIL with it.  Sleeps (no
+        wake-ups at all) while nothing is ready."""
         interval = self.watchdog_interval
+        patience = max(2, round(self.long_task / interval))
         ready = self._ready
+        busy = self._busy
+        linger = 0          # idle checks to poll on: only when notifications come often
+        monotonic = time.monotonic
         with self._lock:
+            stalled = 0
+            base: dict[_Worker, float] | None = None
+            quiet = 0       # checks in a row that found nothing ready
             while not self._closed:
                 if not ready:
+                    stalled = 0
+                    base = None
+                    quiet += 1
+                    if quiet <= linger:
+                        # work comes often: poll on, cheaper than a notify per burst
+                        self._watch.wait(interval)
+                        continue
                     self._watchdog_waiting = True
+                    slept = monotonic()
                     self._watch.wait()
                     self._watchdog_waiting = False
+                    linger = _WATCHDOG_LINGER if monotonic() - slept < _WATCHDOG_LINGER * interval else 0
                     continue
+                quiet = 0
                 taken = self._taken
                 self._watch.wait(interval)
-                if ready and self._taken == taken and not self._closed:
+                if self._closed or not ready or self._taken != taken:
+                    stalled = 0
+                    base = None
+                    continue
+                stalled += 1
+                now = {w: _cpu_demand(w) for w in busy}
+                if base is None:        # first stalled interval: measure over the next one
+                    base = now
+                    continue
+                used = max((t - base[w] for w, t in now.items() if w in base), default=0.0)
+                base = now
+                if used < interval / 5 or stalled >= patience:
+                    stalled = 0
+                    base = None
                     self._wake_locked()
 
     def _block_begin(self) -> bool:
         """The calling worker's task is about to block: stop counting it as draining and wake
         a successor if work waits.  False off this pool (then :meth:`_block_end` is not due)."""
-        local = self._local
-        if not getattr(local, "draining", False):
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
             return False
         with self._lock:
-            local.draining = False
-            self._running -= 1
-            if self._ready and self._running == 0:
+            if worker not in self._busy:
+                return False
+            self._busy.discard(worker)
+            if self._ready and not self._busy:
                 self._wake_locked()
         return True
 
     def _block_end(self) -> None:
+        worker = self._local.worker
         with self._lock:
-            self._running += 1
-        self._local.draining = True
+            self._busy.add(worker)
 
     def _close_locked(self) -> None:
         """Drained while closing: stop every idle worker; busy ones stop when they finish."""
@@ -344,7 +382,7 @@ class Dispatcher:
     def _work(self, worker: _Worker) -> None:
         """Worker loop: take ready items until there is none, then idle.
 
-        The worker counts in ``_running`` from the moment it is woken until it finds the ready
+        The worker is in ``_busy`` from the moment it is woken until it finds the ready
         queue empty (or while its task blocks on a library future).  Finishing a task and taking
         the next one is one lock acquisition.  An idle worker that gets nothing for
         ``idle_timeout`` seconds exits.
@@ -353,7 +391,9 @@ class Dispatcher:
         ready = self._ready
         keys = self._keys
         local = self._local
-        local.draining = True
+        local.worker = worker
+        worker.tid = threading.get_native_id()
+        busy = self._busy
         me = threading.current_thread()
         key: Hashable | None = None
         finished = False
@@ -372,14 +412,14 @@ class Dispatcher:
                 else:
                     if self._closing and not self._closed and self._outstanding == 0:
                         self._close_locked()
-                    self._running -= 1
+                    busy.discard(worker)
                     if self._closing:       # (a later ready item wakes a new worker)
                         self._workers.discard(me)
                         return
                     self._idle.append(worker)
                     fn = None
             if fn is None:
-                # idle: wait on our own wake-up lock; the waker counted us in _running
+                # idle: wait on our own wake-up lock; the waker puts us in _busy
                 if not worker.wake.acquire(timeout=self.idle_timeout):
                     with lock:
                         if worker in self._idle:    # nobody picked us meanwhile: leave
@@ -403,6 +443,23 @@ class Dispatcher:
             finished = True
 
 
+#: idle checks the watchdog keeps polling after it last saw work, before it sleeps until notified
+_WATCHDOG_LINGER = 10
+
+
+def _cpu_demand(worker: _Worker) -> float:
+    """Seconds the worker's thread has run on a CPU or waited in the run queue for one: it
+    grows while the thread computes, even on a CPU shared with others, and stays put while
+    the thread sleeps (blocked, or waiting for the GIL).  0.0 where Linux' schedstat is
+    missing: the watchdog then takes every stall for a blocked task."""
+    try:
+        with open(f"/proc/self/task/{worker.tid}/schedstat", "rb") as f:
+            run, wait, _ = f.read().split()
+        return (int(run) + int(wait)) / 1e9
+    except (OSError, ValueError):
+        return 0.0
+
+
 class _Blocking:
     """What :meth:`Dispatcher.blocking` returns: hands the draining role on while inside."""
 
@@ -424,9 +481,10 @@ class _Blocking:
 class _Worker:
     """A worker's wake-up lock (released to wake it) and its stop flag."""
 
-    __slots__ = ("stop", "wake")
+    __slots__ = ("stop", "tid", "wake")
 
     def __init__(self) -> None:
+        self.tid = 0        # native thread id (for the watchdog)
         self.stop = False
         self.wake = threading.Lock()
         self.wake.acquire()      # held until the worker is woken

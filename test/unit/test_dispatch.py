@@ -209,6 +209,27 @@ def test_watchdog_hands_the_queue_over_when_a_task_blocks_elsewhere() -> None:
         d.shutdown(wait=True, timeout=WAIT)
 
 
+def test_a_task_that_computes_for_long_does_not_stall_other_keys() -> None:
+    # The task holds the GIL doing work of its own (no blocking call): after ``long_task`` the
+    # watchdog lets another worker run the other key's task alongside it.
+    d = Dispatcher(max_workers=8, name="long-worker", watchdog_interval=0.01, long_task=0.05)
+    other_ran = threading.Event()
+    out: queue.Queue[str] = queue.Queue()
+
+    def compute() -> None:
+        deadline = time.monotonic() + WAIT
+        while not other_ran.is_set() and time.monotonic() < deadline:
+            sum(range(1000))
+        out.put("compute saw the other task" if other_ran.is_set() else "compute timed out")
+
+    try:
+        d.submit("a", compute)
+        d.submit("b", other_ran.set)
+        assert out.get(timeout=2 * WAIT) == "compute saw the other task"
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+
+
 class _Records(logging.Handler):
     """Collects records; ``arrived`` is set by the first one."""
 
