@@ -388,7 +388,8 @@ def parse_cseq(value: str) -> AttrDict:
         if len(parts) != 2:
             raise SipParseError(f"bad CSeq: {snippet(value)}")
         seq, method = parts
-    number = ascii_int(seq, 10)
+    # (ascii_int inlined: CSeq is read for nearly every message)
+    number = int(seq) if seq.isdigit() and seq.isascii() and len(seq) <= 10 else None
     if number is None or number > MAX_SEQ:
         raise SipParseError(f"bad CSeq: {snippet(value)}")
     d = AttrDict()

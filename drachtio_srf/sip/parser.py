@@ -224,9 +224,11 @@ class SipMessage:
         cl = index.get("content-length")
         if cl is not None:
             cl_text = cl[0]
-            length = ascii_int(cl_text, MAX_CONTENT_LENGTH_DIGITS)
-            if length is None:
+            # (ascii_int inlined: this runs for every message)
+            if not (cl_text.isdigit() and cl_text.isascii()
+                    and len(cl_text) <= MAX_CONTENT_LENGTH_DIGITS):
                 raise SipParseError(f"bad Content-Length: {snippet(cl_text)}")
+            length = int(cl_text)
             if body.isascii():
                 if length < len(body):
                     body = body[:length]

@@ -154,7 +154,7 @@ def stringify_uri(uri: Any) -> str:
         host = f"[{host}]"
     parts.append(host)
     port = uri.get("port")
-    if port:
+    if port or port == 0 and port is not False:     # (port 0 is a port: keep it)
         parts += [":", str(port)]
     parts.append(_params_text(uri.get("params")))
     headers = uri.get("headers")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from drachtio_srf.sip import SipMessage, SipParseError, parse_uri
+from drachtio_srf.sip import SipMessage, SipParseError, parse_uri, stringify_uri
 from drachtio_srf.sip.numbers import ascii_int, port_number
 
 HUGE = "9" * 5000
@@ -75,3 +75,11 @@ def test_helpers() -> None:
     assert ascii_int("²", 4) is None
     assert port_number("65535") == 65535
     assert port_number("65536") is None
+
+
+def test_port_zero_survives_stringify() -> None:
+    # found by the fuzz test: port 0 was dropped on the way back
+    uri = parse_uri("sip:0:0")
+    assert uri is not None and uri.port == 0
+    again = parse_uri(stringify_uri(uri))
+    assert again is not None and again.port == 0
