@@ -52,11 +52,14 @@ class EmbeddedServer:
                  tls_port: int | None = None, tls_cert: str | None = None,
                  tls_key: str | None = None,
                  outbound: Mapping[str, str] | Iterable[str] | None = None,
-                 auth_timeout: float = 5.0) -> None:
+                 auth_timeout: float = 5.0, echo_gap: float = 0.0) -> None:
         """Configure (nothing is bound before :meth:`start`).
 
         ``auth_timeout``: seconds an app connection has to send a good ``authenticate`` before
         the server closes it (0 disables the limit; drachtio-server has none).
+        ``echo_gap``: seconds the server keeps between the echo of an app's request (or of its 2xx
+        that made a dialog) and the first frame answering it. 0 (default) forwards at once as
+        drachtio-server does; a small value only helps a client that attaches listeners late.
         """
         host = sip_host or address
         trans = tuple(transports)
@@ -70,7 +73,8 @@ class EmbeddedServer:
             admin_host=address, admin_port=admin_port, secret=secret, sip_host=host,
             sip_port=port or 0, transports=trans, external_host=external_host, version=version,
             outbound_proxy=outbound_proxy, cdrs=cdrs, t1=t1, tls_port=tls_port,
-            tls_cert=tls_cert, tls_key=tls_key, auth_timeout=auth_timeout)
+            tls_cert=tls_cert, tls_key=tls_key, auth_timeout=auth_timeout,
+            echo_gap=echo_gap)
         # method (or '*') -> 'tcp://host:port': the server dials the app for such new requests
         self.config.outbound = dict(parse_outbound_map(outbound))
         self.core: Core | None = None

@@ -59,10 +59,6 @@ PENDING_REQUEST_TIMEOUT = 64.0   # seconds an app has to answer a new request
 ACK_NON_SUCCESS = ("Server error: ACK for non-success final response is automatically generated "
                    "by server")
 FAILED_INVITE_MEMORY = 32.0
-#: minimum time between the echo of an app's request and the first response frame for it.
-#: drachtio-srf attaches its response listener only after the promise of the echo resolved; a
-#: response in the same TCP read as the echo would be emitted before anyone listens.
-ECHO_GAP = 0.01      # seconds kept between an echo and the first frame that answers it
 
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
 _CSEQ_UPDATE = re.compile(r"^\s*\d+\s*UPDATE\b", re.IGNORECASE)
@@ -105,6 +101,9 @@ class ServerConfig:
     tls_port: int | None = None        # admin port for apps connecting with TLS (0: any free port)
     tls_cert: str | None = None        # PEM certificate (chain) for the TLS admin port
     tls_key: str | None = None         # PEM private key for it (None: inside tls_cert)
+    #: seconds kept between an echo and the first frame that answers it (0, as drachtio-server:
+    #: forwarded at once). Only a crutch for a client that attaches its listeners late.
+    echo_gap: float = 0.0
     #: seconds an app connection has to authenticate before it is closed (0: no limit)
     auth_timeout: float = 5.0
 
@@ -144,7 +143,7 @@ class Outgoing:
     final: bool = False
     cseq: int = 0
     echo_at: float = 0.0             # loop time the echo was sent
-    held: list[str] = field(default_factory=list)   # response frames waiting for ECHO_GAP
+    held: list[str] = field(default_factory=list)   # response frames waiting for echo_gap
 
 
 # --------------------------------------------------------------------------- the core
@@ -339,16 +338,16 @@ class Core(ProxyMixin):
             extra = behind.extra
             held_out = extra.get("held_out")
             if held_out is not None and held_out.held and held_out.conn is conn:
-                # the response that created this dialog is still held (ECHO_GAP): keep the order, e.g.
+                # the response that created this dialog is still held (echo_gap): keep the order, e.g.
                 # a NOTIFY sent right after the 202 to a SUBSCRIBE must reach the app after the 202
                 held_out.held.append(payload)
                 return
-            if "echo_at" in extra and self._hold_after_echo(conn, behind, payload):
+            if "echo_at" in extra and self.config.echo_gap > 0 and self._hold_after_echo(conn, behind, payload):
                 return
         conn.send(payload)
 
     def _hold_after_echo(self, conn: ControlConnection, dlg: Dialog, payload: str) -> bool:
-        """Keep ECHO_GAP between the echo of the app's 2xx that made a UAS dialog and the first
+        """Keep ``echo_gap`` between the echo of the app's 2xx that made a UAS dialog and the first
         request in it (ACK, BYE ...): a client resolves its dialog when that echo arrives, and a BYE
         in the same TCP read would reach the dialog before the app listens to it (with sipp's
         immediate BYE the Node app lost dialogs this way). Returns True if the frame was held."""
@@ -358,7 +357,7 @@ class Core(ProxyMixin):
             held.append(payload)
             return True
         assert self.loop is not None
-        wait = extra["echo_at"] + ECHO_GAP - self.loop.time()
+        wait = extra["echo_at"] + self.config.echo_gap - self.loop.time()
         if wait <= 0:
             del extra["echo_at"]
             return False
@@ -1294,8 +1293,8 @@ class Core(ProxyMixin):
             port=src.port if src else out.target.port, time=frames.stack_time(), txn_id=out.txn_id,
             dialog_id=frame_dialog, sip_text=text)
         assert self.loop is not None
-        wait = out.echo_at + ECHO_GAP - self.loop.time()
-        if out.held or wait > 0:
+        wait = out.echo_at + self.config.echo_gap - self.loop.time()
+        if out.held or (wait > 0 and self.config.echo_gap > 0):
             out.held.append(payload)
             if len(out.held) == 1:
                 self.loop.call_later(max(wait, 0.0), self._flush_held, out)
