@@ -56,6 +56,8 @@ NEW_REQUEST_METHODS = frozenset(
 CANCEL_IGNORED = DISCARDED | {"from", "to", "contact", "p-asserted-identity", "call-id", "cseq",
                               "max-forwards"}
 PENDING_REQUEST_TIMEOUT = 64.0   # seconds an app has to answer a new request
+#: bytes of frames not yet taken by an app above which it gets no new request (503 instead)
+MAX_APP_BACKLOG = 4 * 1024 * 1024
 ACK_NON_SUCCESS = ("Server error: ACK for non-success final response is automatically generated "
                    "by server")
 FAILED_INVITE_MEMORY = 32.0
@@ -104,6 +106,12 @@ class ServerConfig:
     #: seconds kept between an echo and the first frame that answers it (0, as drachtio-server:
     #: forwarded at once). Only a crutch for a client that attaches its listeners late.
     echo_gap: float = 0.0
+    #: overload: new requests get 503 + Retry-After while this many requests wait for an app's
+    #: final answer (sofia-sip's "proceeding queue full"), or the server holds ``max_transactions``
+    #: server transactions, or the app's connection has ``MAX_APP_BACKLOG`` bytes unsent
+    max_pending: int = 2000
+    max_transactions: int = 200_000
+    retry_after: int = 5
     #: seconds an app connection has to authenticate before it is closed (0: no limit)
     auth_timeout: float = 5.0
 
@@ -176,6 +184,7 @@ class Core(ProxyMixin):
         self._batching = 0
         self._dirty: list[ControlConnection] = []
         self._flush_scheduled = False
+        self._overload_rejects = 0      # new requests answered 503 for overload (logged now and then)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -515,6 +524,9 @@ class Core(ProxyMixin):
             return
         if method == "INVITE":
             self._cdr("attempt", "network", msg)
+        if self._overloaded():
+            self._reject_overloaded(stx, msg)
+            return
         outbound = self.outbound.target_for(method)
         conn = self.outbound.new_connection() if outbound else self.router.pick(method.lower())
         if conn is None:
@@ -523,6 +535,11 @@ class Core(ProxyMixin):
             stx.respond(resp)
             if method == "INVITE":
                 self._cdr("stop", "application", resp, "call-rejected")
+            return
+        if conn.backlog > MAX_APP_BACKLOG:
+            logger.warning("%s: %d bytes not taken by the app: %s answered 503", conn.name,
+                           conn.backlog, method)
+            self._reject_overloaded(stx, msg)
             return
         txn_id = wire.new_id()
         inc = Incoming(txn_id, stx, msg, source, conn, method)
@@ -533,6 +550,26 @@ class Core(ProxyMixin):
             self.outbound.start(conn, inc, outbound)
             return
         self.deliver_new_request(inc)
+
+    def _overloaded(self) -> bool:
+        """Too much held for new work: requests waiting for apps, or server transactions."""
+        cfg = self.config
+        if len(self.incoming) >= cfg.max_pending:
+            return True
+        count = getattr(self.stack, "server_transaction_count", 0)
+        return bool(count >= cfg.max_transactions)
+
+    def _reject_overloaded(self, stx: Any, msg: SipMessage) -> None:
+        """503 with Retry-After for a new request the server cannot take now."""
+        self._overload_rejects += 1
+        if self._overload_rejects == 1 or self._overload_rejects % 1000 == 0:
+            logger.warning("overloaded (%d pending for apps, %d transactions): %d new request(s) "
+                           "answered 503 so far", len(self.incoming),
+                           getattr(self.stack, "server_transaction_count", 0), self._overload_rejects)
+        resp = self._simple_response(msg, 503, extra=[("Retry-After", str(self.config.retry_after))])
+        self._respond_safely(stx, resp)
+        if msg.method == "INVITE":
+            self._cdr("stop", "application", resp, "call-rejected")
 
     def deliver_new_request(self, inc: Incoming) -> None:
         """Send a new request from the network to its app (3.3 case a)."""

@@ -69,6 +69,11 @@ class SipStack:
         self._closed = False
 
     @property
+    def server_transaction_count(self) -> int:
+        """Server transactions the stack holds (answered ones linger for their timers)."""
+        return len(self._server_txns)
+
+    @property
     def via_host(self) -> str:
         """The host we put in our Via headers."""
         return self.public_host or self.host
