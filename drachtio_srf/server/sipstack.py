@@ -227,6 +227,12 @@ class SipStack:
                 raise LookupError("no From/To")
             if cseq.method != method:
                 raise ValueError(f"CSeq method {cseq.method} does not match {method}")
+            if getattr(msg, "version", "2.0") != "2.0" and method != "ACK":
+                # as sofia-sip's nta: a request of another SIP version gets 505
+                logger.warning("SIP/%s request from %s:%d: 505", msg.version, source.address, source.port)
+                text = sip_build.response_to(msg, 505, None)
+                self._transports.reply(text.encode("utf-8", "surrogateescape"), source)
+                return
             if source.transport == "udp":
                 cl = msg.get("content-length")
                 if cl is not None:
