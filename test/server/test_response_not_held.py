@@ -8,14 +8,26 @@ app must get the 200 before the new request.
 from __future__ import annotations
 
 import pytest
-from drachtio_ctl import CRLF
+from drachtio_ctl import CRLF, ControlClient
 from udp_peer import UdpSipPeer
+
+from drachtio_srf.server import EmbeddedServer
 
 
 @pytest.fixture
-def app(app):
-    assert app.route("options").field(3) == "OK"
-    return app
+def server():
+    s = EmbeddedServer(admin_port=0, sip_port=0, echo_gap=0).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def app(server):
+    c = ControlClient(server.admin_port)
+    c.authenticate()
+    assert c.route("options").field(3) == "OK"
+    yield c
+    c.close()
 
 
 def test_response_reaches_the_app_before_a_later_request(server, app):
