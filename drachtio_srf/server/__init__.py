@@ -52,11 +52,20 @@ class EmbeddedServer:
                  tls_port: int | None = None, tls_cert: str | None = None,
                  tls_key: str | None = None,
                  outbound: Mapping[str, str] | Iterable[str] | None = None,
-                 auth_timeout: float = 5.0) -> None:
+                 auth_timeout: float = 5.0, echo_gap: float = 0.01, max_pending: int = 2000,
+                 max_transactions: int = 200_000, retry_after: int = 5) -> None:
         """Configure (nothing is bound before :meth:`start`).
 
         ``auth_timeout``: seconds an app connection has to send a good ``authenticate`` before
         the server closes it (0 disables the limit; drachtio-server has none).
+        ``echo_gap``: seconds the server keeps between the echo of an app's request (or of its 2xx
+        that made a dialog) and the first frame answering it. 0 forwards at once as
+        drachtio-server does (the original Node library passes its conformance runs so); the
+        default 0.01 stays until this library's client no longer attaches listeners late.
+        Overload (memory stays bounded under a flood): a new request is answered 503 with
+        ``Retry-After: retry_after`` while ``max_pending`` requests wait for an app's final
+        answer, while the stack holds ``max_transactions`` server transactions, or while the
+        chosen app has 4 MB of frames it has not read.
         """
         host = sip_host or address
         trans = tuple(transports)
@@ -70,7 +79,9 @@ class EmbeddedServer:
             admin_host=address, admin_port=admin_port, secret=secret, sip_host=host,
             sip_port=port or 0, transports=trans, external_host=external_host, version=version,
             outbound_proxy=outbound_proxy, cdrs=cdrs, t1=t1, tls_port=tls_port,
-            tls_cert=tls_cert, tls_key=tls_key, auth_timeout=auth_timeout)
+            tls_cert=tls_cert, tls_key=tls_key, auth_timeout=auth_timeout,
+            echo_gap=echo_gap, max_pending=max_pending, max_transactions=max_transactions,
+            retry_after=retry_after)
         # method (or '*') -> 'tcp://host:port': the server dials the app for such new requests
         self.config.outbound = dict(parse_outbound_map(outbound))
         self.core: Core | None = None

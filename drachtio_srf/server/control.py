@@ -182,6 +182,12 @@ class ControlConnection(asyncio.Protocol):
         else:
             out.append(wire.encode(payload))
 
+    @property
+    def backlog(self) -> int:
+        """Bytes written to this connection that the app has not taken yet (asyncio's buffer)."""
+        t = self.transport
+        return t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
+
     def _flush(self) -> None:
         out, self._out = self._out, None
         if out and self.transport is not None and not self.transport.is_closing():

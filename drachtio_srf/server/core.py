@@ -56,13 +56,11 @@ NEW_REQUEST_METHODS = frozenset(
 CANCEL_IGNORED = DISCARDED | {"from", "to", "contact", "p-asserted-identity", "call-id", "cseq",
                               "max-forwards"}
 PENDING_REQUEST_TIMEOUT = 64.0   # seconds an app has to answer a new request
+#: bytes of frames not yet taken by an app above which it gets no new request (503 instead)
+MAX_APP_BACKLOG = 4 * 1024 * 1024
 ACK_NON_SUCCESS = ("Server error: ACK for non-success final response is automatically generated "
                    "by server")
 FAILED_INVITE_MEMORY = 32.0
-#: minimum time between the echo of an app's request and the first response frame for it.
-#: drachtio-srf attaches its response listener only after the promise of the echo resolved; a
-#: response in the same TCP read as the echo would be emitted before anyone listens.
-ECHO_GAP = 0.01      # seconds kept between an echo and the first frame that answers it
 
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
 _CSEQ_UPDATE = re.compile(r"^\s*\d+\s*UPDATE\b", re.IGNORECASE)
@@ -105,6 +103,17 @@ class ServerConfig:
     tls_port: int | None = None        # admin port for apps connecting with TLS (0: any free port)
     tls_cert: str | None = None        # PEM certificate (chain) for the TLS admin port
     tls_key: str | None = None         # PEM private key for it (None: inside tls_cert)
+    #: seconds kept between an echo and the first frame that answers it (0: forwarded at once, as
+    #: drachtio-server does). A crutch for a client that attaches its listeners late: this
+    #: library's client still does (a response right after the echo can miss a listener added
+    #: in the send callback), so the default stays 0.01 until the client holds such responses.
+    echo_gap: float = 0.01
+    #: overload: new requests get 503 + Retry-After while this many requests wait for an app's
+    #: final answer (sofia-sip's "proceeding queue full"), or the server holds ``max_transactions``
+    #: server transactions, or the app's connection has ``MAX_APP_BACKLOG`` bytes unsent
+    max_pending: int = 2000
+    max_transactions: int = 200_000
+    retry_after: int = 5
     #: seconds an app connection has to authenticate before it is closed (0: no limit)
     auth_timeout: float = 5.0
 
@@ -144,7 +153,7 @@ class Outgoing:
     final: bool = False
     cseq: int = 0
     echo_at: float = 0.0             # loop time the echo was sent
-    held: list[str] = field(default_factory=list)   # response frames waiting for ECHO_GAP
+    held: list[str] = field(default_factory=list)   # response frames waiting for echo_gap
 
 
 # --------------------------------------------------------------------------- the core
@@ -177,6 +186,7 @@ class Core(ProxyMixin):
         self._batching = 0
         self._dirty: list[ControlConnection] = []
         self._flush_scheduled = False
+        self._overload_rejects = 0      # new requests answered 503 for overload (logged now and then)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -339,16 +349,16 @@ class Core(ProxyMixin):
             extra = behind.extra
             held_out = extra.get("held_out")
             if held_out is not None and held_out.held and held_out.conn is conn:
-                # the response that created this dialog is still held (ECHO_GAP): keep the order, e.g.
+                # the response that created this dialog is still held (echo_gap): keep the order, e.g.
                 # a NOTIFY sent right after the 202 to a SUBSCRIBE must reach the app after the 202
                 held_out.held.append(payload)
                 return
-            if "echo_at" in extra and self._hold_after_echo(conn, behind, payload):
+            if "echo_at" in extra and self.config.echo_gap > 0 and self._hold_after_echo(conn, behind, payload):
                 return
         conn.send(payload)
 
     def _hold_after_echo(self, conn: ControlConnection, dlg: Dialog, payload: str) -> bool:
-        """Keep ECHO_GAP between the echo of the app's 2xx that made a UAS dialog and the first
+        """Keep ``echo_gap`` between the echo of the app's 2xx that made a UAS dialog and the first
         request in it (ACK, BYE ...): a client resolves its dialog when that echo arrives, and a BYE
         in the same TCP read would reach the dialog before the app listens to it (with sipp's
         immediate BYE the Node app lost dialogs this way). Returns True if the frame was held."""
@@ -358,7 +368,7 @@ class Core(ProxyMixin):
             held.append(payload)
             return True
         assert self.loop is not None
-        wait = extra["echo_at"] + ECHO_GAP - self.loop.time()
+        wait = extra["echo_at"] + self.config.echo_gap - self.loop.time()
         if wait <= 0:
             del extra["echo_at"]
             return False
@@ -516,6 +526,9 @@ class Core(ProxyMixin):
             return
         if method == "INVITE":
             self._cdr("attempt", "network", msg)
+        if self._overloaded():
+            self._reject_overloaded(stx, msg)
+            return
         outbound = self.outbound.target_for(method)
         conn = self.outbound.new_connection() if outbound else self.router.pick(method.lower())
         if conn is None:
@@ -524,6 +537,11 @@ class Core(ProxyMixin):
             stx.respond(resp)
             if method == "INVITE":
                 self._cdr("stop", "application", resp, "call-rejected")
+            return
+        if conn.backlog > MAX_APP_BACKLOG:
+            logger.warning("%s: %d bytes not taken by the app: %s answered 503", conn.name,
+                           conn.backlog, method)
+            self._reject_overloaded(stx, msg)
             return
         txn_id = wire.new_id()
         inc = Incoming(txn_id, stx, msg, source, conn, method)
@@ -534,6 +552,26 @@ class Core(ProxyMixin):
             self.outbound.start(conn, inc, outbound)
             return
         self.deliver_new_request(inc)
+
+    def _overloaded(self) -> bool:
+        """Too much held for new work: requests waiting for apps, or server transactions."""
+        cfg = self.config
+        if len(self.incoming) >= cfg.max_pending:
+            return True
+        count = getattr(self.stack, "server_transaction_count", 0)
+        return bool(count >= cfg.max_transactions)
+
+    def _reject_overloaded(self, stx: Any, msg: SipMessage) -> None:
+        """503 with Retry-After for a new request the server cannot take now."""
+        self._overload_rejects += 1
+        if self._overload_rejects == 1 or self._overload_rejects % 1000 == 0:
+            logger.warning("overloaded (%d pending for apps, %d transactions): %d new request(s) "
+                           "answered 503 so far", len(self.incoming),
+                           getattr(self.stack, "server_transaction_count", 0), self._overload_rejects)
+        resp = self._simple_response(msg, 503, extra=[("Retry-After", str(self.config.retry_after))])
+        self._respond_safely(stx, resp)
+        if msg.method == "INVITE":
+            self._cdr("stop", "application", resp, "call-rejected")
 
     def deliver_new_request(self, inc: Incoming) -> None:
         """Send a new request from the network to its app (3.3 case a)."""
@@ -1294,8 +1332,8 @@ class Core(ProxyMixin):
             port=src.port if src else out.target.port, time=frames.stack_time(), txn_id=out.txn_id,
             dialog_id=frame_dialog, sip_text=text)
         assert self.loop is not None
-        wait = out.echo_at + ECHO_GAP - self.loop.time()
-        if out.held or wait > 0:
+        wait = out.echo_at + self.config.echo_gap - self.loop.time()
+        if out.held or (wait > 0 and self.config.echo_gap > 0):
             out.held.append(payload)
             if len(out.held) == 1:
                 self.loop.call_later(max(wait, 0.0), self._flush_held, out)

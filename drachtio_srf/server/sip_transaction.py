@@ -153,9 +153,19 @@ class ServerTransaction:
         else:
             self._state = COMPLETED
             if unreliable:
+                self._shed()   # lingers 64*T1 only to resend its final response (bytes in _last)
                 self._life = timers.call_later(64 * t1, self._terminate)
             else:
                 self._terminate()
+
+    def _shed(self) -> None:
+        """Drop the parsed request and response a lingering transaction no longer reads.
+
+        Under load thousands of answered transactions linger for 64*T1 (32 s); holding their
+        parsed messages made a 3 s flood cost the server ~100 MB it never gave back.
+        """
+        self.request = None  # type: ignore[assignment]
+        self.response = None
 
     def _retransmit_final(self) -> None:
         """Timer G (non-2xx) and the UAS core's 2xx retransmission: T1 doubling, capped at T2."""
@@ -190,6 +200,7 @@ class ServerTransaction:
         key = self._ack_key
         if key is not None and self._stack._awaiting_ack.get(key) is self:
             del self._stack._awaiting_ack[key]
+        self._shed()    # lingers only to absorb retransmitted INVITEs (RFC 6026 timer L)
 
     def _timer_h(self) -> None:
         if self._state == COMPLETED:

@@ -69,6 +69,11 @@ class SipStack:
         self._closed = False
 
     @property
+    def server_transaction_count(self) -> int:
+        """Server transactions the stack holds (answered ones linger for their timers)."""
+        return len(self._server_txns)
+
+    @property
     def via_host(self) -> str:
         """The host we put in our Via headers."""
         return self.public_host or self.host
@@ -222,6 +227,12 @@ class SipStack:
                 raise LookupError("no From/To")
             if cseq.method != method:
                 raise ValueError(f"CSeq method {cseq.method} does not match {method}")
+            if getattr(msg, "version", "2.0") != "2.0" and method != "ACK":
+                # as sofia-sip's nta: a request of another SIP version gets 505
+                logger.warning("SIP/%s request from %s:%d: 505", msg.version, source.address, source.port)
+                text = sip_build.response_to(msg, 505, None)
+                self._transports.reply(text.encode("utf-8", "surrogateescape"), source)
+                return
             if source.transport == "udp":
                 cl = msg.get("content-length")
                 if cl is not None:
