@@ -223,10 +223,10 @@ class PeerDialog:
     def answer(self, status: int = 200, *, body: str | None = None,
                headers: Mapping[str, str] | None = None) -> None:
         """Answer an incoming INVITE the peer holds (``set_reply("INVITE", None)``)."""
-        pending = self._pending_invite
+        with self.peer._cond:
+            pending, self._pending_invite = self._pending_invite, None
         if pending is None:
             raise RuntimeError(f"call {self.call_id} has no INVITE waiting for an answer")
-        self._pending_invite = None
         self.peer._final_to_invite(self, pending[0], pending[1], status, headers or {},
                                    self.peer.sdp if body is None and status < 300 else body)
 
@@ -551,18 +551,20 @@ class SipPeer:
                 contact = msg.get("contact")
                 call.remote_target = _uri_of(contact) if contact else call.invite.uri
                 call.route_set = list(reversed(msg.get_all("record-route")))
-                call.final = msg
-                call.state = "confirmed"
                 self._send_ack(call, msg, cseq.seq if cseq else 1)
+                with self._cond:    # final is set once the ACK is out: the test's BYE comes after it
+                    call.final = msg
+                    call.state = "confirmed"
                 call.acked.set()
             elif status >= 300:
-                call.final = msg
-                call.state = "failed"
                 # ACK of a non-2xx: same branch, hop by hop, to where the INVITE went
                 ack = self._request_text("ACK", call.invite.uri or "", call_id=call.call_id,
                                          cseq=cseq.seq if cseq else 1, from_=call.invite.get("from") or "",
                                          to=msg.get("to") or "", branch=key[0])
                 self._send(ack, _addr_of(call.invite.uri or ""))
+                with self._cond:
+                    call.final = msg
+                    call.state = "failed"
             elif not retrans:
                 call.provisional.append(msg)
             self._record(msg, retrans)
@@ -581,19 +583,22 @@ class SipPeer:
         seen_key = (self._branch(msg), method, msg.call_id or "")
         if method != "ACK" and seen_key in self._seen_requests:
             last = self._seen_requests[seen_key]
+            self._record(msg, True)             # recorded before the answer goes out
             if last is not None:
                 self._send(last, source)        # a retransmitted request: answer it again
-            self._record(msg, True)
             return
         self._seen_requests[seen_key] = None
-        self._record(msg, False)
         call = self._by_call.get((msg.call_id or "", "uas")) or self._by_call.get((msg.call_id or "", "uac"))
+        # the peer's state is updated before the message is recorded (a test woken by wait_for
+        # sees it), and the answer goes out after
         if method == "ACK":
             if call is not None and call.final is not None and (call.final.status or 0) < 300:
                 call.state = "confirmed"
                 call.acked.set()
+            self._record(msg, False)
             return
         if method == "CANCEL":
+            self._record(msg, False)
             self._on_cancel(msg, source, call)
             return
         if method == "INVITE" and not msg.to_tag:
@@ -607,6 +612,7 @@ class SipPeer:
         if call is not None and method == "BYE" and status < 300:
             call.state = "terminated"
             call.ended.set()
+        self._record(msg, False)
         self._respond(msg, source, status, to_tag=call.local_tag if call else _token(),
                       headers=reply.headers, body=body, content_type=reply.content_type,
                       contact=method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY"))
@@ -628,15 +634,16 @@ class SipPeer:
         contact = msg.get("contact")
         call.remote_target = _uri_of(contact) if contact else None
         call.route_set = msg.get_all("record-route")
+        call._pending_invite = (msg, source)      # until a final response is sent
         with self._cond:
             self.dialogs.append(call)
             self._by_call[(call.call_id, "uas")] = call
+        self._record(msg, False)
         self._respond(msg, source, 100, to_tag=None)
         reply = self._reply_for("INVITE", False)
         if self.ring or reply.status is None:
             self._respond(msg, source, 180, to_tag=call.local_tag, contact=True)
         if reply.status is None:
-            call._pending_invite = (msg, source)
             return
         body = reply.body
         if body is None and reply.status < 300:
@@ -645,16 +652,20 @@ class SipPeer:
 
     def _final_to_invite(self, call: PeerDialog, invite: SipMessage, source: tuple[str, int], status: int,
                          headers: Mapping[str, str], body: str | None) -> None:
+        call._pending_invite = None
         call.final = self._respond(invite, source, status, to_tag=call.local_tag, headers=headers,
                                    body=body, contact=True)
         call.state = "early" if status < 300 else "failed"
 
     def _on_cancel(self, msg: SipMessage, source: tuple[str, int], call: PeerDialog | None) -> None:
-        if call is None or call.role != "uas" or call._pending_invite is None:
+        pending = None
+        if call is not None and call.role == "uas":
+            with self._cond:
+                pending, call._pending_invite = call._pending_invite, None
+        if call is None or pending is None:
             self._respond(msg, source, 481, to_tag=_token())
             return
-        invite, invite_source = call._pending_invite
-        call._pending_invite = None
+        invite, invite_source = pending
         self._respond(msg, source, 200, to_tag=call.local_tag)
         self._final_to_invite(call, invite, invite_source, 487, {}, None)
 

@@ -115,3 +115,27 @@ def test_out_of_dialog_options(srf, drachtio_server, sip_peer: SipPeer):
     srf.options(lambda req, res: res.send(200, headers={"Allow": "INVITE, OPTIONS"}))
     res = sip_peer.options(drachtio_server.sip_uri)
     assert res.status == 200 and res.get("allow") == "INVITE, OPTIONS"
+
+
+def test_retransmitted_request_is_answered_again_and_kept_apart(sip_peer: SipPeer):
+    """A request that arrives twice (a UDP retransmission) gets the same response again; it is
+    recorded once in `received` and once in `retransmitted`."""
+    import socket
+
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.bind(("127.0.0.1", 0))
+    raw.settimeout(WAIT)
+    port = raw.getsockname()[1]
+    options = (f"OPTIONS {sip_peer.uri} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-retrans-1\r\n"
+               f"From: <sip:tester@127.0.0.1:{port}>;tag=t1\r\nTo: <{sip_peer.uri}>\r\n"
+               f"Call-ID: retrans-1\r\nCSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    with raw:
+        raw.sendto(options.encode(), ("127.0.0.1", sip_peer.port))
+        first = raw.recv(65535)
+        raw.sendto(options.encode(), ("127.0.0.1", sip_peer.port))
+        second = raw.recv(65535)
+    assert first == second and first.startswith(b"SIP/2.0 200 OK\r\n")
+    assert b"CSeq: 7 OPTIONS" in first and b"branch=z9hG4bK-retrans-1" in first
+    assert [m.method for m in sip_peer.received] == ["OPTIONS"]
+    assert [m.method for m in sip_peer.retransmitted] == ["OPTIONS"]
