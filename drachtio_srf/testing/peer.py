@@ -425,7 +425,7 @@ class SipPeer:
                       routes: list[str] | None = None, headers: Mapping[str, str] | None = None,
                       body: str | None = None, content_type: str = "application/sdp",
                       branch: str | None = None) -> SipMessage:
-        extra = dict(headers or {})
+        extra = {_canonical(k): v for k, v in (headers or {}).items()}
         lines = [f"{method} {ruri} SIP/2.0",
                  f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch or 'z9hG4bK' + _token()};rport",
                  "Max-Forwards: 70"]
@@ -668,6 +668,12 @@ class SipPeer:
         invite, invite_source = pending
         self._respond(msg, source, 200, to_tag=call.local_tag)
         self._final_to_invite(call, invite, invite_source, 487, {}, None)
+
+
+def _canonical(name: str) -> str:
+    """Header names the peer fills in itself, spelled one way so a caller's value replaces them."""
+    lower = name.lower()
+    return {"from": "From", "to": "To", "contact": "Contact"}.get(lower, name)
 
 
 def _reason(status: int) -> str:
