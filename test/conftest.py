@@ -16,7 +16,8 @@ def _registered() -> bool:
     return any(ep.value == "drachtio_srf.testing.plugin" for ep in entry_points(group="pytest11"))
 
 
-pytest_plugins = [] if _registered() else ["drachtio_srf.testing.plugin"]
+if not _registered():
+    pytest_plugins = ["drachtio_srf.testing.plugin"]
 
 
 @pytest.fixture
