@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from drachtio_srf import digest
 from drachtio_srf.sip import SipMessage, SipParseError, parse_uri, reason_phrase
 
 from .ports import LOOPBACK
@@ -350,36 +351,57 @@ class SipPeer:
     # -- placing calls ----------------------------------------------------------------------------
 
     def invite(self, target: str | int, *, sdp: str | None = None, headers: Mapping[str, str] | None = None,
-               wait: bool = True, timeout: float = 5.0, to: str | None = None) -> PeerDialog:
+               wait: bool = True, timeout: float = 5.0, to: str | None = None,
+               auth: tuple[str, str] | None = None) -> PeerDialog:
         """Place a call to ``target`` (a SIP URI, or a port on 127.0.0.1) offering ``sdp``
         (default: the peer's; "" for no offer). With ``wait`` returns once the final response
-        came (a 2xx is ACKed); otherwise at once (see :meth:`PeerDialog.wait_answer`)."""
+        came (a 2xx is ACKed); otherwise at once (see :meth:`PeerDialog.wait_answer`). With
+        ``auth=(username, password)`` a 401/407 is answered once with Digest credentials
+        (``wait`` only)."""
         uri = f"sip:service@{LOOPBACK}:{target}" if isinstance(target, int) else target
         body = self.sdp if sdp is None else sdp
         call = PeerDialog(self, "uac", f"{_token()}@{self.host}", _token(), self.uri, _uri_of(to or uri))
-        call.local_cseq = next(self._cseq)
-        invite = self._request_text("INVITE", uri, call_id=call.call_id, cseq=call.local_cseq,
-                                    from_=f"<{call.local_uri}>;tag={call.local_tag}",
-                                    to=f"<{call.remote_uri}>", headers=headers, body=body or None)
-        call.invite = invite
         with self._cond:
             self.dialogs.append(call)
             self._by_call[(call.call_id, "uac")] = call
-        self._send(invite, _addr_of(uri))
+
+        def send(extra: Mapping[str, str]) -> None:
+            call.local_cseq = next(self._cseq)
+            invite = self._request_text("INVITE", uri, call_id=call.call_id, cseq=call.local_cseq,
+                                        from_=f"<{call.local_uri}>;tag={call.local_tag}",
+                                        to=f"<{call.remote_uri}>", headers={**(headers or {}), **extra},
+                                        body=body or None)
+            with self._cond:
+                call.invite, call.final, call.state = invite, None, "early"
+            self._send(invite, _addr_of(uri))
+
+        send({})
         if wait:
-            call.wait_answer(timeout)
+            final = call.wait_answer(timeout)
+            if auth is not None and final.status in (401, 407):
+                send(_credentials(final, auth, "INVITE", uri, body or ""))
+                call.wait_answer(timeout)
         return call
 
     def request(self, method: str, target: str | int, *, body: str | None = None,
                 content_type: str = "application/sdp", headers: Mapping[str, str] | None = None,
-                timeout: float = 5.0) -> SipMessage:
+                timeout: float = 5.0, auth: tuple[str, str] | None = None) -> SipMessage:
         """Send an out-of-dialog request (OPTIONS, REGISTER, MESSAGE, ...) and return its final
-        response."""
+        response; with ``auth=(username, password)`` a 401/407 is answered once with Digest
+        credentials (same Call-ID and From tag, next CSeq)."""
         uri = f"sip:service@{LOOPBACK}:{target}" if isinstance(target, int) else target
-        msg = self._request_text(method, uri, call_id=f"{_token()}@{self.host}", cseq=next(self._cseq),
-                                 from_=f"<{self.uri}>;tag={_token()}", to=f"<{_uri_of(uri)}>",
-                                 headers=headers, body=body, content_type=content_type)
-        return self._transact(msg, _addr_of(uri), timeout)
+        call_id, from_ = f"{_token()}@{self.host}", f"<{self.uri}>;tag={_token()}"
+
+        def send(extra: Mapping[str, str]) -> SipMessage:
+            msg = self._request_text(method, uri, call_id=call_id, cseq=next(self._cseq), from_=from_,
+                                     to=f"<{_uri_of(uri)}>", headers={**(headers or {}), **extra},
+                                     body=body, content_type=content_type)
+            return self._transact(msg, _addr_of(uri), timeout)
+
+        final = send({})
+        if auth is not None and final.status in (401, 407):
+            final = send(_credentials(final, auth, method, uri, body or ""))
+        return final
 
     def options(self, target: str | int, **kwargs: Any) -> SipMessage:
         """Send OPTIONS; its final response."""
@@ -668,6 +690,17 @@ class SipPeer:
         invite, invite_source = pending
         self._respond(msg, source, 200, to_tag=call.local_tag)
         self._final_to_invite(call, invite, invite_source, 487, {}, None)
+
+
+def _credentials(challenge: SipMessage, auth: tuple[str, str], method: str, uri: str,
+                 body: str) -> dict[str, str]:
+    """The Authorization (401) or Proxy-Authorization (407) header answering ``challenge``."""
+    proxy = challenge.status == 407
+    values = challenge.get_all("proxy-authenticate" if proxy else "www-authenticate")
+    chosen = digest.choose_challenge(digest.parse_challenges(values))
+    value = digest.build_authorization(chosen, username=auth[0], password=auth[1], method=method,
+                                       uri=uri, body=body)
+    return {"Proxy-Authorization" if proxy else "Authorization": value}
 
 
 def _canonical(name: str) -> str:

@@ -139,3 +139,55 @@ def test_retransmitted_request_is_answered_again_and_kept_apart(sip_peer: SipPee
     assert b"CSeq: 7 OPTIONS" in first and b"branch=z9hG4bK-retrans-1" in first
     assert [m.method for m in sip_peer.received] == ["OPTIONS"]
     assert [m.method for m in sip_peer.retransmitted] == ["OPTIONS"]
+
+
+def _digest_ok(header: str, method: str, password: str) -> bool:
+    """Check a Digest Authorization value the way a registrar would (RFC 7616, qop=auth)."""
+    from drachtio_srf.digest import compute_response
+    from drachtio_srf.sip.headers import parse_auth_headers
+
+    p = {k.lower(): v for k, v in parse_auth_headers([header])[0].items()}
+    expected = compute_response(algorithm=p.get("algorithm", "MD5"), username=p["username"],
+                                password=password, realm=p["realm"], nonce=p["nonce"], method=method,
+                                uri=p["uri"], qop=p.get("qop"), nc=p.get("nc"), cnonce=p.get("cnonce"))
+    return p["response"] == expected
+
+
+def test_peer_answers_digest_challenges(srf, drachtio_server, sip_peer: SipPeer):
+    """auth=(user, password): a 401 to REGISTER and a 407 to INVITE are answered once with
+    credentials the app can verify; Call-ID and From tag are kept, CSeq goes up."""
+    auths: queue.Queue = queue.Queue()
+
+    def on_register(req, res):
+        header = req.get("Authorization")
+        if not header:
+            res.send(401, headers={"WWW-Authenticate": 'Digest realm="test", nonce="n-1", qop="auth"'})
+            return
+        auths.put((req, _digest_ok(header, "REGISTER", "secret")))
+        res.send(200)
+
+    def on_invite(req, res):
+        header = req.get("Proxy-Authorization")
+        if not header:
+            res.send(407, headers={"Proxy-Authenticate": 'Digest realm="test", nonce="n-2"'})
+            return
+        auths.put((req, _digest_ok(header, "INVITE", "secret")))
+        srf.create_uas(req, res, local_sdp=APP_SDP)
+
+    srf.register(on_register)
+    srf.invite(on_invite)
+
+    assert sip_peer.register(drachtio_server.sip_port, auth=("alice", "secret")).status == 200
+    req, valid = auths.get(timeout=WAIT)
+    assert valid
+    registers = [m for m in sip_peer.sent if m.method == "REGISTER"]
+    assert registers[0].call_id == registers[1].call_id and registers[0].from_tag == registers[1].from_tag
+    assert registers[1].cseq.seq > registers[0].cseq.seq
+
+    call = sip_peer.invite(drachtio_server.sip_uri, auth=("alice", "secret"))
+    assert call.status == 200
+    req, valid = auths.get(timeout=WAIT)
+    assert valid and req.get("Call-ID") == call.call_id
+    invites = [m for m in sip_peer.sent if m.method == "INVITE"]
+    assert len(invites) == 2 and invites[0].call_id == invites[1].call_id
+    assert call.bye().status == 200
