@@ -1,6 +1,7 @@
 """A small SIP user agent in pure Python, for tests that should not need sipp.
 
-``SipPeer`` binds a UDP socket on loopback and plays both roles:
+``SipPeer`` binds a UDP socket on loopback (or listens on TCP: ``transport="tcp"``) and plays
+both roles:
 
 * UAC: ``peer.invite(target, sdp=...)`` places a call (ACKs the 2xx) and returns a
   :class:`PeerDialog`, whose ``request()``/``bye()``/``info()``/``reinvite()``/``update()`` send
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -91,6 +93,62 @@ def matches(msg: SipMessage, what: Match, cseq_method: str | None = None) -> boo
     return ok
 
 
+class _Stream:
+    """One TCP connection of a peer: frames messages by Content-Length and hands them up."""
+
+    def __init__(self, peer: SipPeer, sock: socket.socket, label: str) -> None:
+        self.peer = peer
+        self.sock = sock
+        self.label = label
+        self.closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, name=f"sip-peer-{peer.port}-{label}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, data: bytes) -> None:
+        with self._lock:
+            self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+        self.sock.close()
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+                return
+            buf += chunk
+            while True:
+                buf = buf.lstrip(b"\r\n")        # keep-alives between messages
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                match = _CONTENT_LENGTH.search(buf[:end + 2])
+                size = int(match.group(1)) if match else 0
+                total = end + 4 + size
+                if len(buf) < total:
+                    break
+                data, buf = buf[:total], buf[total:]
+                self.peer._dispatch(data, self, self.label)
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,9})[ \t]*\r\n", re.IGNORECASE)
+
+Source: TypeAlias = "tuple[str, int] | _Stream"
+"""Where a message came from: a UDP address or the TCP connection it arrived on."""
+
+
 @dataclass
 class Reply:
     """How the peer answers requests of one method: ``status`` (None for INVITE: ring and
@@ -137,7 +195,7 @@ class PeerDialog:
         """Set when the ACK of the 2xx was received (peer as UAS) or sent (peer as UAC)."""
         self.ended = threading.Event()
         """Set when a BYE ended the call (either way)."""
-        self._pending_invite: tuple[SipMessage, tuple[str, int]] | None = None
+        self._pending_invite: tuple[SipMessage, Source] | None = None
 
     # -- what the far side said ----------------------------------------------------------------
 
@@ -243,17 +301,28 @@ class SipPeer:
     """
 
     def __init__(self, *, host: str = LOOPBACK, port: int = 0, user: str = "peer",
-                 sdp: str = DEFAULT_SDP, ring: bool = True) -> None:
+                 sdp: str = DEFAULT_SDP, ring: bool = True, transport: str = "udp") -> None:
+        if transport not in ("udp", "tcp"):
+            raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+        self.transport = transport
+        """"udp" or "tcp": how the peer sends and listens."""
         self.host = host
         self.user = user
         self.sdp = sdp
         """SDP the peer offers in INVITEs and answers with."""
         self.ring = ring
         """Send 180 Ringing before the final response to an INVITE."""
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        self.sock = socket.socket(socket.AF_INET, kind)
+        if transport == "tcp":
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
+        if transport == "tcp":
+            self.sock.listen(16)
         self.port: int = self.sock.getsockname()[1]
-        """The UDP port the peer listens on."""
+        """The port the peer listens on."""
+        self._streams: dict[tuple[str, int], _Stream] = {}
+        self._all_streams: list[_Stream] = []
         self.received: list[SipMessage] = []
         """Every distinct message received, in order (retransmissions are in ``retransmitted``)."""
         self.retransmitted: list[SipMessage] = []
@@ -282,8 +351,10 @@ class SipPeer:
 
     @property
     def uri(self) -> str:
-        """``sip:<user>@127.0.0.1:<port>``: how others reach the peer."""
-        return f"sip:{self.user}@{self.host}:{self.port}"
+        """``sip:<user>@127.0.0.1:<port>`` (with ``;transport=tcp`` over TCP): how others reach
+        the peer."""
+        suffix = ";transport=tcp" if self.transport == "tcp" else ""
+        return f"sip:{self.user}@{self.host}:{self.port}{suffix}"
 
     @property
     def contact(self) -> str:
@@ -424,11 +495,16 @@ class SipPeer:
         self._closed = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        # a UDP socket's recvfrom is not woken by shutdown everywhere: send it a datagram
-        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.sendto(b"", (self.host, self.port))
+        if self.transport == "udp":
+            # a UDP socket's recvfrom is not woken by shutdown everywhere: send it a datagram
+            with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"", (self.host, self.port))
         self._thread.join(5)
         self.sock.close()
+        with self._cond:
+            streams = list(self._all_streams)
+        for stream in streams:
+            stream.close()
 
     def __enter__(self) -> SipPeer:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
@@ -449,7 +525,7 @@ class SipPeer:
                       branch: str | None = None) -> SipMessage:
         extra = {_canonical(k): v for k, v in (headers or {}).items()}
         lines = [f"{method} {ruri} SIP/2.0",
-                 f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch or 'z9hG4bK' + _token()};rport",
+                 f"Via: SIP/2.0/{self.transport.upper()} {self.host}:{self.port};branch={branch or 'z9hG4bK' + _token()};rport",
                  "Max-Forwards: 70"]
         lines += [f"Route: {r}" for r in routes or []]
         lines += [f"From: {extra.pop('From', from_)}", f"To: {extra.pop('To', to)}",
@@ -482,13 +558,34 @@ class SipPeer:
         lines.append(f"Content-Length: {len((body or '').encode())}")
         return SipMessage("\r\n".join(lines) + "\r\n\r\n" + (body or ""))
 
-    def _send(self, msg: SipMessage, dest: tuple[str, int]) -> None:
+    def _send(self, msg: SipMessage, dest: Source) -> None:
         data = msg.to_string().encode()
+        where = dest.label if isinstance(dest, _Stream) else f"{dest[0]}:{dest[1]}"
         with self._cond:
             self.sent.append(msg)
-            self._log.append((f"sent to {dest[0]}:{dest[1]}", msg))
-        logger.debug("peer %s send to %s:%s\n%s", self.port, dest[0], dest[1], data.decode(errors="replace"))
-        self.sock.sendto(data, dest)
+            self._log.append((f"sent to {where}", msg))
+        logger.debug("peer %s send to %s\n%s", self.port, where, data.decode(errors="replace"))
+        if isinstance(dest, _Stream):
+            dest.send(data)
+        elif self.transport == "udp":
+            self.sock.sendto(data, dest)
+        else:
+            self._stream_to(dest).send(data)
+
+    def _stream_to(self, addr: tuple[str, int]) -> _Stream:
+        """The TCP connection to ``addr`` the peer opened, opening it on first use."""
+        with self._cond:
+            stream = self._streams.get(addr)
+            if stream is not None and not stream.closed:
+                return stream
+        sock = socket.create_connection(addr, timeout=5)
+        sock.settimeout(None)
+        stream = _Stream(self, sock, f"tcp {addr[0]}:{addr[1]}")
+        with self._cond:
+            self._streams[addr] = stream
+            self._all_streams.append(stream)
+        stream.start()
+        return stream
 
     def _transact(self, msg: SipMessage, dest: tuple[str, int], timeout: float) -> SipMessage:
         key = (self._branch(msg), msg.method or "")
@@ -521,30 +618,45 @@ class SipPeer:
 
     def _run(self) -> None:
         while not self._closed:
+            if self.transport == "tcp":
+                try:
+                    conn, addr = self.sock.accept()
+                except OSError:
+                    return
+                if self._closed:
+                    conn.close()
+                    return
+                stream = _Stream(self, conn, f"tcp {addr[0]}:{addr[1]}")
+                with self._cond:
+                    self._all_streams.append(stream)
+                stream.start()
+                continue
             try:
                 data, source = self.sock.recvfrom(65535)
             except OSError:
                 return
             if self._closed:
                 return
-            if not data.strip():
-                continue            # keep-alive (or the wake-up of close())
-            try:
-                msg = SipMessage(data)
-            except SipParseError as exc:
-                logger.warning("peer %s: unparsable datagram from %s: %s", self.port, source, exc)
-                with self._cond:
-                    self.errors.append(f"{exc}: {data[:200]!r}")
-                continue
-            logger.debug("peer %s recv from %s:%s\n%s", self.port, source[0], source[1],
-                         data.decode(errors="replace"))
-            try:
-                if msg.method:
-                    self._on_request(msg, source)
-                else:
-                    self._on_response(msg)
-            except Exception:   # a test peer must keep receiving whatever one message did
-                logger.exception("peer %s failed handling %s", self.port, _describe(msg))
+            if data.strip():        # else a keep-alive (or the wake-up of close())
+                self._dispatch(data, source, f"{source[0]}:{source[1]}")
+
+    def _dispatch(self, data: bytes, source: Source, where: str) -> None:
+        """Parse one message and hand it to the UAC or UAS side; never raises."""
+        try:
+            msg = SipMessage(data)
+        except SipParseError as exc:
+            logger.warning("peer %s: unparsable message from %s: %s", self.port, where, exc)
+            with self._cond:
+                self.errors.append(f"{exc}: {data[:200]!r}")
+            return
+        logger.debug("peer %s recv from %s\n%s", self.port, where, data.decode(errors="replace"))
+        try:
+            if msg.method:
+                self._on_request(msg, source)
+            else:
+                self._on_response(msg)
+        except Exception:   # a test peer must keep receiving whatever one message did
+            logger.exception("peer %s failed handling %s", self.port, _describe(msg))
 
     def _record(self, msg: SipMessage, retransmission: bool) -> None:
         with self._cond:
@@ -600,7 +712,7 @@ class SipPeer:
         key = "re-INVITE" if method == "INVITE" and in_dialog else method
         return self.replies.get(key) or Reply(200)
 
-    def _on_request(self, msg: SipMessage, source: tuple[str, int]) -> None:
+    def _on_request(self, msg: SipMessage, source: Source) -> None:
         method = msg.method or ""
         seen_key = (self._branch(msg), method, msg.call_id or "")
         if method != "ACK" and seen_key in self._seen_requests:
@@ -639,7 +751,7 @@ class SipPeer:
                       headers=reply.headers, body=body, content_type=reply.content_type,
                       contact=method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY"))
 
-    def _respond(self, req: SipMessage, source: tuple[str, int], status: int, *, to_tag: str | None,
+    def _respond(self, req: SipMessage, source: Source, status: int, *, to_tag: str | None,
                  headers: Mapping[str, str] | None = None, body: str | None = None,
                  content_type: str = "application/sdp", contact: bool = False) -> SipMessage:
         res = self._response_text(req, status, to_tag=to_tag, headers=headers, body=body,
@@ -648,7 +760,7 @@ class SipPeer:
         self._send(res, source)
         return res
 
-    def _on_new_invite(self, msg: SipMessage, source: tuple[str, int]) -> None:
+    def _on_new_invite(self, msg: SipMessage, source: Source) -> None:
         call = PeerDialog(self, "uas", msg.call_id or "", _token(), _uri_of(msg.get("to") or ""),
                           _uri_of(msg.get("from") or ""))
         call.invite = msg
@@ -672,14 +784,14 @@ class SipPeer:
             body = self.sdp
         self._final_to_invite(call, msg, source, reply.status, reply.headers, body)
 
-    def _final_to_invite(self, call: PeerDialog, invite: SipMessage, source: tuple[str, int], status: int,
+    def _final_to_invite(self, call: PeerDialog, invite: SipMessage, source: Source, status: int,
                          headers: Mapping[str, str], body: str | None) -> None:
         call._pending_invite = None
         call.final = self._respond(invite, source, status, to_tag=call.local_tag, headers=headers,
                                    body=body, contact=True)
         call.state = "early" if status < 300 else "failed"
 
-    def _on_cancel(self, msg: SipMessage, source: tuple[str, int], call: PeerDialog | None) -> None:
+    def _on_cancel(self, msg: SipMessage, source: Source, call: PeerDialog | None) -> None:
         pending = None
         if call is not None and call.role == "uas":
             with self._cond:

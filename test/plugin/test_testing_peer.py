@@ -191,3 +191,28 @@ def test_peer_answers_digest_challenges(srf, drachtio_server, sip_peer: SipPeer)
     invites = [m for m in sip_peer.sent if m.method == "INVITE"]
     assert len(invites) == 2 and invites[0].call_id == invites[1].call_id
     assert call.bye().status == 200
+
+
+def test_peer_over_tcp_both_ways(srf, drachtio_server, sip_peer_factory):
+    """transport="tcp": the peer's call to the app and the app's call to the peer both run over
+    TCP (Via SIP/2.0/TCP), with re-INVITE and BYE in each."""
+    peer = sip_peer_factory(transport="tcp")
+    assert peer.uri.endswith(";transport=tcp")
+
+    def on_invite(req, res):
+        d = srf.create_uas(req, res, local_sdp=APP_SDP).result(WAIT)
+        d.on("modify", lambda req, res: res.send(200, body=APP_SDP))
+
+    srf.invite(on_invite)
+    call = peer.invite(drachtio_server.sip_uri)
+    assert call.status == 200 and "m=audio 30000" in call.remote_sdp
+    assert call.final.get("via").startswith("SIP/2.0/TCP")
+    assert call.reinvite().status == 200
+    assert call.bye().status == 200
+
+    dialog = srf.create_uac(peer.uri, local_sdp=APP_SDP).result(WAIT)
+    inbound = peer.wait_call()
+    assert inbound.invite.get("via").startswith("SIP/2.0/TCP")
+    dialog.destroy().result(WAIT)
+    inbound.wait_for("BYE")
+    assert inbound.ended.is_set()
