@@ -177,12 +177,15 @@ class PeerDialog:
         self.remote_tag: str | None = None
         """The far side's tag (None until it answered)."""
         self.local_uri = local_uri
+        """The peer's URI in this call (From as UAC, To as UAS)."""
         self.remote_uri = remote_uri
+        """The other side's URI (To as UAC, From as UAS)."""
         self.remote_target: str | None = None
         """The far side's Contact URI: where in-dialog requests go."""
         self.route_set: list[str] = []
         """Record-Route entries in the order the peer sends them as Route."""
         self.local_cseq = 0
+        """CSeq number of the peer's last request in this call."""
         self.invite: SipMessage | None = None
         """The INVITE that created the call (sent or received)."""
         self.final: SipMessage | None = None
