@@ -14,15 +14,12 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from drachtio_srf import Srf
+from drachtio_srf.testing import ServerProcess, Sipp, free_port
 
 HERE = Path(__file__).resolve().parent
 SCENARIO = HERE / "demo-call.xml"
@@ -36,35 +33,6 @@ SDP = ("v=0\r\no=demo 1 1 IN IP4 127.0.0.1\r\ns=drachtio_srf demo\r\nc=IN IP4 12
 
 def say(who: str, text: str) -> None:
     print(f"[{who}] {text}", flush=True)
-
-
-def free_port() -> int:
-    """A port free on loopback for both UDP and TCP."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((HOST, 0))
-            port = t.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind((HOST, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
-
-
-def wait_for_tcp(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with code {proc.returncode}") from None
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server is not listening on {HOST}:{port}") from None
-            time.sleep(0.05)  # waiting for a child process to open its port: nothing to wait on
 
 
 def install_app(srf: Srf, steps: queue.Queue) -> None:
@@ -96,34 +64,25 @@ def install_app(srf: Srf, steps: queue.Queue) -> None:
     srf.invite(on_invite)
 
 
-def run(workdir: str) -> int:
+def run() -> int:
     if shutil.which("sipp") is None:
         say("demo", "sipp not found: install it (apt-get install sip-tester)")
         return 2
-    admin_port, sip_port, sipp_port = free_port(), free_port(), free_port()
-    server_log = Path(workdir) / "server.log"
-    say("demo", f"starting the drachtio server: control {HOST}:{admin_port}, SIP {HOST}:{sip_port}")
-    with open(server_log, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "drachtio_srf.server", "--address", HOST, "--port", str(admin_port),
-             "--secret", SECRET, "--contact", f"sip:{HOST}:{sip_port};transport=udp,tcp"],
-            stdout=log, stderr=subprocess.STDOUT)
+    # the embedded server on free ports, as the pytest plugin's drachtio_server fixture starts it
+    server = ServerProcess(secret=SECRET)
+    say("demo", f"starting the drachtio server: control {HOST}:{server.admin_port}, SIP {HOST}:{server.sip_port}")
     srf = Srf()
     sipp = None
     try:
-        wait_for_tcp(admin_port, server)
         steps: queue.Queue = queue.Queue()
         install_app(srf, steps)
-        result = srf.connect(host=HOST, port=admin_port, secret=SECRET).result(STEP_TIMEOUT)
+        result = srf.connect(host=HOST, port=server.admin_port, secret=SECRET).result(STEP_TIMEOUT)
         hostports = result[0] if isinstance(result, tuple) else result
         say("demo", f"app connected to the server (SIP on {hostports})")
 
-        say("demo", f"placing a call with sipp from {HOST}:{sipp_port} to {HOST}:{sip_port}")
-        with open(Path(workdir) / "sipp.out", "wb") as sipp_out:
-            sipp = subprocess.Popen(
-                ["sipp", "-sf", str(SCENARIO), "-i", HOST, "-p", str(sipp_port), "-m", "1", "-nostdin",
-                 "-timeout", "20s", "-timeout_error", "-s", "demo", f"{HOST}:{sip_port}"],
-                stdout=sipp_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
+        sipp_port = free_port()
+        say("demo", f"placing a call with sipp from {HOST}:{sipp_port} to {HOST}:{server.sip_port}")
+        sipp = Sipp(server.sip_port, scenario=str(SCENARIO), service="demo", timeout="20s", port=sipp_port)
 
         for expected in ("answered", "hold", "hangup"):
             try:
@@ -137,31 +96,23 @@ def run(workdir: str) -> int:
         rc = sipp.wait(STEP_TIMEOUT)
         say("demo", f"sipp finished the call with exit code {rc}")
         if rc != 0:
-            say("demo", "FAILED: sipp reported a failed call:\n"
-                + (Path(workdir) / "sipp.out").read_text(errors="replace")[-3000:])
+            say("demo", "FAILED: sipp reported a failed call:\n" + sipp.report(3000))
             return 1
         say("demo", "success: answered, held and hung up")
         return 0
     except Exception as err:  # noqa: BLE001 - the demo reports any failure and exits non-zero
         say("demo", f"FAILED: {err!r}")
-        say("demo", "server log:\n" + server_log.read_text(errors="replace")[-3000:])
+        say("demo", "server log:\n" + server.log()[-3000:])
         return 1
     finally:
-        if sipp is not None and sipp.poll() is None:
-            sipp.kill()
-            sipp.wait()
+        if sipp is not None:
+            sipp.close()
         srf.disconnect()
-        server.terminate()
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        server.close()
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="drachtio-demo-") as workdir:
-        return run(workdir)
+    return run()
 
 
 if __name__ == "__main__":

@@ -105,6 +105,8 @@ def main(argv: list[str]) -> None:
     host, port, secret = server_address(argv)
     srf = Srf()
     install(srf)
+    srf.on("connect", lambda err, hostport=None, *rest: logging.getLogger("simple-uas").info(
+        "connected to drachtio server at %s:%s (it listens for SIP on %s)", host, port, hostport))
     srf.connect({
         "host": host,
         "port": port,

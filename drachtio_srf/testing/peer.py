@@ -1,6 +1,7 @@
 """A small SIP user agent in pure Python, for tests that should not need sipp.
 
-``SipPeer`` binds a UDP socket on loopback and plays both roles:
+``SipPeer`` binds a UDP socket on loopback (or listens on TCP: ``transport="tcp"``) and plays
+both roles:
 
 * UAC: ``peer.invite(target, sdp=...)`` places a call (ACKs the 2xx) and returns a
   :class:`PeerDialog`, whose ``request()``/``bye()``/``info()``/``reinvite()``/``update()`` send
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -28,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from drachtio_srf import digest
 from drachtio_srf.sip import SipMessage, SipParseError, parse_uri, reason_phrase
 
 from .ports import LOOPBACK
@@ -90,6 +93,62 @@ def matches(msg: SipMessage, what: Match, cseq_method: str | None = None) -> boo
     return ok
 
 
+class _Stream:
+    """One TCP connection of a peer: frames messages by Content-Length and hands them up."""
+
+    def __init__(self, peer: SipPeer, sock: socket.socket, label: str) -> None:
+        self.peer = peer
+        self.sock = sock
+        self.label = label
+        self.closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, name=f"sip-peer-{peer.port}-{label}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, data: bytes) -> None:
+        with self._lock:
+            self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+        self.sock.close()
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+                return
+            buf += chunk
+            while True:
+                buf = buf.lstrip(b"\r\n")        # keep-alives between messages
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                match = _CONTENT_LENGTH.search(buf[:end + 2])
+                size = int(match.group(1)) if match else 0
+                total = end + 4 + size
+                if len(buf) < total:
+                    break
+                data, buf = buf[:total], buf[total:]
+                self.peer._dispatch(data, self, self.label)
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,9})[ \t]*\r\n", re.IGNORECASE)
+
+Source: TypeAlias = "tuple[str, int] | _Stream"
+"""Where a message came from: a UDP address or the TCP connection it arrived on."""
+
+
 @dataclass
 class Reply:
     """How the peer answers requests of one method: ``status`` (None for INVITE: ring and
@@ -118,12 +177,15 @@ class PeerDialog:
         self.remote_tag: str | None = None
         """The far side's tag (None until it answered)."""
         self.local_uri = local_uri
+        """The peer's URI in this call (From as UAC, To as UAS)."""
         self.remote_uri = remote_uri
+        """The other side's URI (To as UAC, From as UAS)."""
         self.remote_target: str | None = None
         """The far side's Contact URI: where in-dialog requests go."""
         self.route_set: list[str] = []
         """Record-Route entries in the order the peer sends them as Route."""
         self.local_cseq = 0
+        """CSeq number of the peer's last request in this call."""
         self.invite: SipMessage | None = None
         """The INVITE that created the call (sent or received)."""
         self.final: SipMessage | None = None
@@ -136,7 +198,7 @@ class PeerDialog:
         """Set when the ACK of the 2xx was received (peer as UAS) or sent (peer as UAC)."""
         self.ended = threading.Event()
         """Set when a BYE ended the call (either way)."""
-        self._pending_invite: tuple[SipMessage, tuple[str, int]] | None = None
+        self._pending_invite: tuple[SipMessage, Source] | None = None
 
     # -- what the far side said ----------------------------------------------------------------
 
@@ -223,10 +285,10 @@ class PeerDialog:
     def answer(self, status: int = 200, *, body: str | None = None,
                headers: Mapping[str, str] | None = None) -> None:
         """Answer an incoming INVITE the peer holds (``set_reply("INVITE", None)``)."""
-        pending = self._pending_invite
+        with self.peer._cond:
+            pending, self._pending_invite = self._pending_invite, None
         if pending is None:
             raise RuntimeError(f"call {self.call_id} has no INVITE waiting for an answer")
-        self._pending_invite = None
         self.peer._final_to_invite(self, pending[0], pending[1], status, headers or {},
                                    self.peer.sdp if body is None and status < 300 else body)
 
@@ -242,17 +304,28 @@ class SipPeer:
     """
 
     def __init__(self, *, host: str = LOOPBACK, port: int = 0, user: str = "peer",
-                 sdp: str = DEFAULT_SDP, ring: bool = True) -> None:
+                 sdp: str = DEFAULT_SDP, ring: bool = True, transport: str = "udp") -> None:
+        if transport not in ("udp", "tcp"):
+            raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+        self.transport = transport
+        """"udp" or "tcp": how the peer sends and listens."""
         self.host = host
         self.user = user
         self.sdp = sdp
         """SDP the peer offers in INVITEs and answers with."""
         self.ring = ring
         """Send 180 Ringing before the final response to an INVITE."""
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        self.sock = socket.socket(socket.AF_INET, kind)
+        if transport == "tcp":
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
+        if transport == "tcp":
+            self.sock.listen(16)
         self.port: int = self.sock.getsockname()[1]
-        """The UDP port the peer listens on."""
+        """The port the peer listens on."""
+        self._streams: dict[tuple[str, int], _Stream] = {}
+        self._all_streams: list[_Stream] = []
         self.received: list[SipMessage] = []
         """Every distinct message received, in order (retransmissions are in ``retransmitted``)."""
         self.retransmitted: list[SipMessage] = []
@@ -281,8 +354,10 @@ class SipPeer:
 
     @property
     def uri(self) -> str:
-        """``sip:<user>@127.0.0.1:<port>``: how others reach the peer."""
-        return f"sip:{self.user}@{self.host}:{self.port}"
+        """``sip:<user>@127.0.0.1:<port>`` (with ``;transport=tcp`` over TCP): how others reach
+        the peer."""
+        suffix = ";transport=tcp" if self.transport == "tcp" else ""
+        return f"sip:{self.user}@{self.host}:{self.port}{suffix}"
 
     @property
     def contact(self) -> str:
@@ -350,36 +425,57 @@ class SipPeer:
     # -- placing calls ----------------------------------------------------------------------------
 
     def invite(self, target: str | int, *, sdp: str | None = None, headers: Mapping[str, str] | None = None,
-               wait: bool = True, timeout: float = 5.0, to: str | None = None) -> PeerDialog:
+               wait: bool = True, timeout: float = 5.0, to: str | None = None,
+               auth: tuple[str, str] | None = None) -> PeerDialog:
         """Place a call to ``target`` (a SIP URI, or a port on 127.0.0.1) offering ``sdp``
         (default: the peer's; "" for no offer). With ``wait`` returns once the final response
-        came (a 2xx is ACKed); otherwise at once (see :meth:`PeerDialog.wait_answer`)."""
+        came (a 2xx is ACKed); otherwise at once (see :meth:`PeerDialog.wait_answer`). With
+        ``auth=(username, password)`` a 401/407 is answered once with Digest credentials
+        (``wait`` only)."""
         uri = f"sip:service@{LOOPBACK}:{target}" if isinstance(target, int) else target
         body = self.sdp if sdp is None else sdp
         call = PeerDialog(self, "uac", f"{_token()}@{self.host}", _token(), self.uri, _uri_of(to or uri))
-        call.local_cseq = next(self._cseq)
-        invite = self._request_text("INVITE", uri, call_id=call.call_id, cseq=call.local_cseq,
-                                    from_=f"<{call.local_uri}>;tag={call.local_tag}",
-                                    to=f"<{call.remote_uri}>", headers=headers, body=body or None)
-        call.invite = invite
         with self._cond:
             self.dialogs.append(call)
             self._by_call[(call.call_id, "uac")] = call
-        self._send(invite, _addr_of(uri))
+
+        def send(extra: Mapping[str, str]) -> None:
+            call.local_cseq = next(self._cseq)
+            invite = self._request_text("INVITE", uri, call_id=call.call_id, cseq=call.local_cseq,
+                                        from_=f"<{call.local_uri}>;tag={call.local_tag}",
+                                        to=f"<{call.remote_uri}>", headers={**(headers or {}), **extra},
+                                        body=body or None)
+            with self._cond:
+                call.invite, call.final, call.state = invite, None, "early"
+            self._send(invite, _addr_of(uri))
+
+        send({})
         if wait:
-            call.wait_answer(timeout)
+            final = call.wait_answer(timeout)
+            if auth is not None and final.status in (401, 407):
+                send(_credentials(final, auth, "INVITE", uri, body or ""))
+                call.wait_answer(timeout)
         return call
 
     def request(self, method: str, target: str | int, *, body: str | None = None,
                 content_type: str = "application/sdp", headers: Mapping[str, str] | None = None,
-                timeout: float = 5.0) -> SipMessage:
+                timeout: float = 5.0, auth: tuple[str, str] | None = None) -> SipMessage:
         """Send an out-of-dialog request (OPTIONS, REGISTER, MESSAGE, ...) and return its final
-        response."""
+        response; with ``auth=(username, password)`` a 401/407 is answered once with Digest
+        credentials (same Call-ID and From tag, next CSeq)."""
         uri = f"sip:service@{LOOPBACK}:{target}" if isinstance(target, int) else target
-        msg = self._request_text(method, uri, call_id=f"{_token()}@{self.host}", cseq=next(self._cseq),
-                                 from_=f"<{self.uri}>;tag={_token()}", to=f"<{_uri_of(uri)}>",
-                                 headers=headers, body=body, content_type=content_type)
-        return self._transact(msg, _addr_of(uri), timeout)
+        call_id, from_ = f"{_token()}@{self.host}", f"<{self.uri}>;tag={_token()}"
+
+        def send(extra: Mapping[str, str]) -> SipMessage:
+            msg = self._request_text(method, uri, call_id=call_id, cseq=next(self._cseq), from_=from_,
+                                     to=f"<{_uri_of(uri)}>", headers={**(headers or {}), **extra},
+                                     body=body, content_type=content_type)
+            return self._transact(msg, _addr_of(uri), timeout)
+
+        final = send({})
+        if auth is not None and final.status in (401, 407):
+            final = send(_credentials(final, auth, method, uri, body or ""))
+        return final
 
     def options(self, target: str | int, **kwargs: Any) -> SipMessage:
         """Send OPTIONS; its final response."""
@@ -402,11 +498,16 @@ class SipPeer:
         self._closed = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        # a UDP socket's recvfrom is not woken by shutdown everywhere: send it a datagram
-        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.sendto(b"", (self.host, self.port))
+        if self.transport == "udp":
+            # a UDP socket's recvfrom is not woken by shutdown everywhere: send it a datagram
+            with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"", (self.host, self.port))
         self._thread.join(5)
         self.sock.close()
+        with self._cond:
+            streams = list(self._all_streams)
+        for stream in streams:
+            stream.close()
 
     def __enter__(self) -> SipPeer:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
@@ -425,9 +526,9 @@ class SipPeer:
                       routes: list[str] | None = None, headers: Mapping[str, str] | None = None,
                       body: str | None = None, content_type: str = "application/sdp",
                       branch: str | None = None) -> SipMessage:
-        extra = dict(headers or {})
+        extra = {_canonical(k): v for k, v in (headers or {}).items()}
         lines = [f"{method} {ruri} SIP/2.0",
-                 f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch or 'z9hG4bK' + _token()};rport",
+                 f"Via: SIP/2.0/{self.transport.upper()} {self.host}:{self.port};branch={branch or 'z9hG4bK' + _token()};rport",
                  "Max-Forwards: 70"]
         lines += [f"Route: {r}" for r in routes or []]
         lines += [f"From: {extra.pop('From', from_)}", f"To: {extra.pop('To', to)}",
@@ -460,13 +561,34 @@ class SipPeer:
         lines.append(f"Content-Length: {len((body or '').encode())}")
         return SipMessage("\r\n".join(lines) + "\r\n\r\n" + (body or ""))
 
-    def _send(self, msg: SipMessage, dest: tuple[str, int]) -> None:
+    def _send(self, msg: SipMessage, dest: Source) -> None:
         data = msg.to_string().encode()
+        where = dest.label if isinstance(dest, _Stream) else f"{dest[0]}:{dest[1]}"
         with self._cond:
             self.sent.append(msg)
-            self._log.append((f"sent to {dest[0]}:{dest[1]}", msg))
-        logger.debug("peer %s send to %s:%s\n%s", self.port, dest[0], dest[1], data.decode(errors="replace"))
-        self.sock.sendto(data, dest)
+            self._log.append((f"sent to {where}", msg))
+        logger.debug("peer %s send to %s\n%s", self.port, where, data.decode(errors="replace"))
+        if isinstance(dest, _Stream):
+            dest.send(data)
+        elif self.transport == "udp":
+            self.sock.sendto(data, dest)
+        else:
+            self._stream_to(dest).send(data)
+
+    def _stream_to(self, addr: tuple[str, int]) -> _Stream:
+        """The TCP connection to ``addr`` the peer opened, opening it on first use."""
+        with self._cond:
+            stream = self._streams.get(addr)
+            if stream is not None and not stream.closed:
+                return stream
+        sock = socket.create_connection(addr, timeout=5)
+        sock.settimeout(None)
+        stream = _Stream(self, sock, f"tcp {addr[0]}:{addr[1]}")
+        with self._cond:
+            self._streams[addr] = stream
+            self._all_streams.append(stream)
+        stream.start()
+        return stream
 
     def _transact(self, msg: SipMessage, dest: tuple[str, int], timeout: float) -> SipMessage:
         key = (self._branch(msg), msg.method or "")
@@ -499,30 +621,45 @@ class SipPeer:
 
     def _run(self) -> None:
         while not self._closed:
+            if self.transport == "tcp":
+                try:
+                    conn, addr = self.sock.accept()
+                except OSError:
+                    return
+                if self._closed:
+                    conn.close()
+                    return
+                stream = _Stream(self, conn, f"tcp {addr[0]}:{addr[1]}")
+                with self._cond:
+                    self._all_streams.append(stream)
+                stream.start()
+                continue
             try:
                 data, source = self.sock.recvfrom(65535)
             except OSError:
                 return
             if self._closed:
                 return
-            if not data.strip():
-                continue            # keep-alive (or the wake-up of close())
-            try:
-                msg = SipMessage(data)
-            except SipParseError as exc:
-                logger.warning("peer %s: unparsable datagram from %s: %s", self.port, source, exc)
-                with self._cond:
-                    self.errors.append(f"{exc}: {data[:200]!r}")
-                continue
-            logger.debug("peer %s recv from %s:%s\n%s", self.port, source[0], source[1],
-                         data.decode(errors="replace"))
-            try:
-                if msg.method:
-                    self._on_request(msg, source)
-                else:
-                    self._on_response(msg)
-            except Exception:   # a test peer must keep receiving whatever one message did
-                logger.exception("peer %s failed handling %s", self.port, _describe(msg))
+            if data.strip():        # else a keep-alive (or the wake-up of close())
+                self._dispatch(data, source, f"{source[0]}:{source[1]}")
+
+    def _dispatch(self, data: bytes, source: Source, where: str) -> None:
+        """Parse one message and hand it to the UAC or UAS side; never raises."""
+        try:
+            msg = SipMessage(data)
+        except SipParseError as exc:
+            logger.warning("peer %s: unparsable message from %s: %s", self.port, where, exc)
+            with self._cond:
+                self.errors.append(f"{exc}: {data[:200]!r}")
+            return
+        logger.debug("peer %s recv from %s\n%s", self.port, where, data.decode(errors="replace"))
+        try:
+            if msg.method:
+                self._on_request(msg, source)
+            else:
+                self._on_response(msg)
+        except Exception:   # a test peer must keep receiving whatever one message did
+            logger.exception("peer %s failed handling %s", self.port, _describe(msg))
 
     def _record(self, msg: SipMessage, retransmission: bool) -> None:
         with self._cond:
@@ -551,18 +688,20 @@ class SipPeer:
                 contact = msg.get("contact")
                 call.remote_target = _uri_of(contact) if contact else call.invite.uri
                 call.route_set = list(reversed(msg.get_all("record-route")))
-                call.final = msg
-                call.state = "confirmed"
                 self._send_ack(call, msg, cseq.seq if cseq else 1)
+                with self._cond:    # final is set once the ACK is out: the test's BYE comes after it
+                    call.final = msg
+                    call.state = "confirmed"
                 call.acked.set()
             elif status >= 300:
-                call.final = msg
-                call.state = "failed"
                 # ACK of a non-2xx: same branch, hop by hop, to where the INVITE went
                 ack = self._request_text("ACK", call.invite.uri or "", call_id=call.call_id,
                                          cseq=cseq.seq if cseq else 1, from_=call.invite.get("from") or "",
                                          to=msg.get("to") or "", branch=key[0])
                 self._send(ack, _addr_of(call.invite.uri or ""))
+                with self._cond:
+                    call.final = msg
+                    call.state = "failed"
             elif not retrans:
                 call.provisional.append(msg)
             self._record(msg, retrans)
@@ -576,24 +715,27 @@ class SipPeer:
         key = "re-INVITE" if method == "INVITE" and in_dialog else method
         return self.replies.get(key) or Reply(200)
 
-    def _on_request(self, msg: SipMessage, source: tuple[str, int]) -> None:
+    def _on_request(self, msg: SipMessage, source: Source) -> None:
         method = msg.method or ""
         seen_key = (self._branch(msg), method, msg.call_id or "")
         if method != "ACK" and seen_key in self._seen_requests:
             last = self._seen_requests[seen_key]
+            self._record(msg, True)             # recorded before the answer goes out
             if last is not None:
                 self._send(last, source)        # a retransmitted request: answer it again
-            self._record(msg, True)
             return
         self._seen_requests[seen_key] = None
-        self._record(msg, False)
         call = self._by_call.get((msg.call_id or "", "uas")) or self._by_call.get((msg.call_id or "", "uac"))
+        # the peer's state is updated before the message is recorded (a test woken by wait_for
+        # sees it), and the answer goes out after
         if method == "ACK":
             if call is not None and call.final is not None and (call.final.status or 0) < 300:
                 call.state = "confirmed"
                 call.acked.set()
+            self._record(msg, False)
             return
         if method == "CANCEL":
+            self._record(msg, False)
             self._on_cancel(msg, source, call)
             return
         if method == "INVITE" and not msg.to_tag:
@@ -607,11 +749,12 @@ class SipPeer:
         if call is not None and method == "BYE" and status < 300:
             call.state = "terminated"
             call.ended.set()
+        self._record(msg, False)
         self._respond(msg, source, status, to_tag=call.local_tag if call else _token(),
                       headers=reply.headers, body=body, content_type=reply.content_type,
                       contact=method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY"))
 
-    def _respond(self, req: SipMessage, source: tuple[str, int], status: int, *, to_tag: str | None,
+    def _respond(self, req: SipMessage, source: Source, status: int, *, to_tag: str | None,
                  headers: Mapping[str, str] | None = None, body: str | None = None,
                  content_type: str = "application/sdp", contact: bool = False) -> SipMessage:
         res = self._response_text(req, status, to_tag=to_tag, headers=headers, body=body,
@@ -620,7 +763,7 @@ class SipPeer:
         self._send(res, source)
         return res
 
-    def _on_new_invite(self, msg: SipMessage, source: tuple[str, int]) -> None:
+    def _on_new_invite(self, msg: SipMessage, source: Source) -> None:
         call = PeerDialog(self, "uas", msg.call_id or "", _token(), _uri_of(msg.get("to") or ""),
                           _uri_of(msg.get("from") or ""))
         call.invite = msg
@@ -628,35 +771,57 @@ class SipPeer:
         contact = msg.get("contact")
         call.remote_target = _uri_of(contact) if contact else None
         call.route_set = msg.get_all("record-route")
+        call._pending_invite = (msg, source)      # until a final response is sent
         with self._cond:
             self.dialogs.append(call)
             self._by_call[(call.call_id, "uas")] = call
+        self._record(msg, False)
         self._respond(msg, source, 100, to_tag=None)
         reply = self._reply_for("INVITE", False)
         if self.ring or reply.status is None:
             self._respond(msg, source, 180, to_tag=call.local_tag, contact=True)
         if reply.status is None:
-            call._pending_invite = (msg, source)
             return
         body = reply.body
         if body is None and reply.status < 300:
             body = self.sdp
         self._final_to_invite(call, msg, source, reply.status, reply.headers, body)
 
-    def _final_to_invite(self, call: PeerDialog, invite: SipMessage, source: tuple[str, int], status: int,
+    def _final_to_invite(self, call: PeerDialog, invite: SipMessage, source: Source, status: int,
                          headers: Mapping[str, str], body: str | None) -> None:
+        call._pending_invite = None
         call.final = self._respond(invite, source, status, to_tag=call.local_tag, headers=headers,
                                    body=body, contact=True)
         call.state = "early" if status < 300 else "failed"
 
-    def _on_cancel(self, msg: SipMessage, source: tuple[str, int], call: PeerDialog | None) -> None:
-        if call is None or call.role != "uas" or call._pending_invite is None:
+    def _on_cancel(self, msg: SipMessage, source: Source, call: PeerDialog | None) -> None:
+        pending = None
+        if call is not None and call.role == "uas":
+            with self._cond:
+                pending, call._pending_invite = call._pending_invite, None
+        if call is None or pending is None:
             self._respond(msg, source, 481, to_tag=_token())
             return
-        invite, invite_source = call._pending_invite
-        call._pending_invite = None
+        invite, invite_source = pending
         self._respond(msg, source, 200, to_tag=call.local_tag)
         self._final_to_invite(call, invite, invite_source, 487, {}, None)
+
+
+def _credentials(challenge: SipMessage, auth: tuple[str, str], method: str, uri: str,
+                 body: str) -> dict[str, str]:
+    """The Authorization (401) or Proxy-Authorization (407) header answering ``challenge``."""
+    proxy = challenge.status == 407
+    values = challenge.get_all("proxy-authenticate" if proxy else "www-authenticate")
+    chosen = digest.choose_challenge(digest.parse_challenges(values))
+    value = digest.build_authorization(chosen, username=auth[0], password=auth[1], method=method,
+                                       uri=uri, body=body)
+    return {"Proxy-Authorization" if proxy else "Authorization": value}
+
+
+def _canonical(name: str) -> str:
+    """Header names the peer fills in itself, spelled one way so a caller's value replaces them."""
+    lower = name.lower()
+    return {"from": "From", "to": "To", "contact": "Contact"}.get(lower, name)
 
 
 def _reason(status: int) -> str:

@@ -8,7 +8,7 @@ Registered through the ``pytest11`` entry point, so installing drachtio_srf is e
   the test, which fails if a library thread is still running then. ``srf_factory(server)``
   connects more (or to the session server).
 * ``sipp``: a factory starting sipp far ends (:class:`Sipp`); relative scenario files are looked
-  up next to the test file.
+  up in ``sipp_scenario_dir`` (default: next to the test file).
 * ``sip_peer``: a pure-Python SIP user agent (:class:`SipPeer`); ``sip_peer_factory`` makes more.
 
 When a test fails, the report gains the server's log, each sipp run's SIP messages and each
@@ -153,9 +153,16 @@ def srf(drachtio_server: ServerProcess, srf_factory: SrfFactory) -> Srf:
 
 
 @pytest.fixture
-def sipp(request: pytest.FixtureRequest) -> Iterator[SippFactory]:
+def sipp_scenario_dir(request: pytest.FixtureRequest) -> Path:
+    """Where ``sipp`` looks up relative scenario file names: the test file's directory
+    (override this fixture in a conftest.py to keep scenarios elsewhere)."""
+    return Path(str(request.path)).parent
+
+
+@pytest.fixture
+def sipp(sipp_scenario_dir: Path) -> Iterator[SippFactory]:
     """``sipp(scenario, target=None, **kwargs)`` -> a running :class:`Sipp` (stopped after the test)."""
-    factory = SippFactory(Path(str(request.path)).parent)
+    factory = SippFactory(sipp_scenario_dir)
     yield factory
     factory.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,18 +24,33 @@ DEFAULT_SECRET = "cymru"
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
+SERVER_ENV = "DRACHTIO_TEST_SERVER"
+"""Environment variable naming another server command for the fixtures (e.g. a real
+drachtio-server: ``drachtio --noconfig --stdout``); the options below are appended to it."""
+
+
+def server_command() -> list[str]:
+    """The command starting a test server: ``$DRACHTIO_TEST_SERVER`` (shell-split) if set,
+    else the embedded server of this package."""
+    value = os.environ.get(SERVER_ENV, "").strip()
+    return shlex.split(value) if value else [sys.executable, "-m", "drachtio_srf.server"]
+
+
 class ServerProcess:
-    """An embedded drachtio server in a subprocess, on free ports of 127.0.0.1.
+    """A drachtio server in a subprocess, on free ports of 127.0.0.1 (the embedded one unless
+    ``command`` or ``$DRACHTIO_TEST_SERVER`` names another, such as a real drachtio-server,
+    which takes the same options).
 
     ``admin_port`` takes the apps' control connections (secret ``secret``), ``sip_port``
     SIP over UDP and TCP. Its output goes to a log file (:meth:`log`). Given ports restart a
     server where a stopped one was, so connected apps can reconnect to it. ``extra`` are
-    further command-line options of ``python -m drachtio_srf.server``.
+    further command-line options.
     """
 
     def __init__(self, *, secret: str = DEFAULT_SECRET, loglevel: str = "info",
                  extra: Sequence[str] | None = None, admin_port: int | None = None,
-                 sip_port: int | None = None, start_timeout: float = 10.0) -> None:
+                 sip_port: int | None = None, start_timeout: float = 10.0,
+                 command: Sequence[str] | None = None) -> None:
         self.admin_port = admin_port or free_port()
         """TCP port of the control protocol (what ``srf.connect`` needs)."""
         self.sip_port = sip_port or free_port()
@@ -43,7 +59,7 @@ class ServerProcess:
         """The shared secret apps authenticate with."""
         self.host = LOOPBACK
         """The address both ports are bound to."""
-        args = [sys.executable, "-m", "drachtio_srf.server", "--address", LOOPBACK,
+        args = [*(command or server_command()), "--address", LOOPBACK,
                 "--port", str(self.admin_port), "--secret", secret,
                 "--contact", f"sip:{LOOPBACK}:{self.sip_port};transport=udp,tcp",
                 "--loglevel", loglevel, *(extra or [])]
@@ -55,6 +71,8 @@ class ServerProcess:
         """File receiving the server's stdout and stderr."""
         self._log = os.fdopen(fd, "wb")
         logger.debug("starting %s", " ".join(args))
+        self.args = args
+        """The full command line."""
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      stdin=subprocess.DEVNULL)
         try:

@@ -33,3 +33,31 @@ def test_port_defaults_to_the_servers_9022(monkeypatch):
     monkeypatch.setenv("DRACHTIO_PORT", "9999")
     assert simple_uas.server_address([]) == ("127.0.0.1", 9999, "cymru")
     assert simple_uas.server_address(["10.0.0.1", "7000", "s"]) == ("10.0.0.1", 7000, "s")
+
+
+def test_runs_as_a_script_configured_by_environment(drachtio_server, sip_peer):
+    """``python examples/simple_uas.py`` with DRACHTIO_PORT set connects and answers calls."""
+    import os
+    import queue
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    script = Path(simple_uas.__file__)
+    env = dict(os.environ, DRACHTIO_PORT=str(drachtio_server.admin_port), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader.start()
+    try:
+        seen = []
+        while not any("connected to drachtio server" in line for line in seen):
+            seen.append(lines.get(timeout=10))
+        call = sip_peer.invite(drachtio_server.sip_uri)
+        assert call.status == 200 and call.final.get("user-agent") == "simple-uas"
+        assert call.bye().status == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)

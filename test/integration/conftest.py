@@ -8,13 +8,12 @@ Tests import the non-fixture helpers from ``itest_support`` (a name unique acros
 """
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import LOOPBACK, SECRET, ServerProcess, Sipp
+from helpers import LOOPBACK, SECRET, ServerProcess
 from itest_support import (  # noqa: F401 - re-exported for tests that still import from conftest
     SDP,
     STYLES,
@@ -29,6 +28,7 @@ from itest_support import (  # noqa: F401 - re-exported for tests that still imp
 )
 
 from drachtio_srf import Srf
+from drachtio_srf.testing.plugin import SippFactory
 
 # -- fixtures ----------------------------------------------------------------------------------
 
@@ -61,37 +61,23 @@ def srf(server: ServerProcess) -> Iterator[Srf]:
 
 
 @pytest.fixture
-def far_end(request: pytest.FixtureRequest) -> Iterator[Callable[..., FarEnd]]:
-    """Factory: far_end(scenario, target_port=None, calls=1, extra=[], transport='u1') starts sipp.
+def far_end(request: pytest.FixtureRequest, sipp: SippFactory) -> Callable[..., FarEnd]:
+    """Factory: far_end(scenario, target_port=None, calls=1, extra=[], transport='u1') starts sipp
+    through the plugin's `sipp` fixture (whose failure report shows sipp's SIP messages).
 
     With a target it is a UAC calling the server's SIP port; without, a UAS, and the factory
-    returns once sipp is bound to its port so the app can call it at once.
+    returns once sipp holds its port so the app can call it at once.
     """
-    started: list[Sipp] = []
     server = request.getfixturevalue("server")
 
     def start(scenario: str, target_port: int | None = None, *, calls: int = 1,
               extra: list[str] | None = None, transport: str = "u1") -> FarEnd:
         prefix = f"itest-{uuid.uuid4().hex[:12]}"
-        sipp = Sipp(target_port, scenario=scenario, calls=calls, transport=transport,
-                    extra=["-cid_str", f"{prefix}-%u"] + (extra or []))
-        started.append(sipp)
-        if target_port is None:
-            sipp.wait_listening()
-        return FarEnd(server, sipp, prefix)
+        run = sipp(scenario, target_port, calls=calls, transport=transport,
+                   extra=["-cid_str", f"{prefix}-%u"] + (extra or []))
+        return FarEnd(server, run, prefix)
 
-    yield start
-    for sipp in started:
-        sipp.stop()
+    return start
 
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    """On failure, attach the tail of the embedded server's log to the report."""
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed and call.when in ("call", "teardown"):
-        srv = getattr(item, "funcargs", {}).get("server")
-        if isinstance(srv, ServerProcess):
-            with contextlib.suppress(OSError):
-                rep.sections.append(("drachtio server log (tail)", srv.log()[-8000:]))
+# On failure the plugin adds the server log (any ServerProcess fixture, `server` included) and
+# every sipp run's messages to the report.

@@ -7,7 +7,7 @@ from helpers import LOOPBACK
 from itest_support import WAIT, get, invoke
 
 
-def test_registration_of_register_refresh_and_unregister(srf, server, far_end, style):
+def test_registration_of_register_refresh_and_unregister(srf, server, sipp, style):
     """Four REGISTERs from sipp: Expires header, Contact expires param (wins over the header),
     Expires: 0 and Contact: * - each seen with its registration summary and answered 200."""
     seen: queue.Queue = queue.Queue()
@@ -19,9 +19,9 @@ def test_registration_of_register_refresh_and_unregister(srf, server, far_end, s
         sent.append(invoke(style, res.send, 200, opts={"headers": {"Contact": contact}}))
 
     srf.register(on_register)
-    sipp = far_end("register-refresh-unregister.xml", server.sip_port)
+    far = sipp("register-refresh-unregister.xml", server)
     got = [get(seen, f"REGISTER #{i + 1}") for i in range(4)]
-    sipp.expect_success()
+    far.expect_success()
     for outcome in sent:
         assert outcome.result(WAIT).status == 200
 
@@ -31,20 +31,20 @@ def test_registration_of_register_refresh_and_unregister(srf, server, far_end, s
 
     assert first["type"] == "register" and first["expires"] == 3600
     assert first["aor"] == aor
-    assert [c["uri"] for c in first["contact"]] == [f"sip:alice@{LOOPBACK}:{sipp.port}"]
+    assert [c["uri"] for c in first["contact"]] == [f"sip:alice@{LOOPBACK}:{far.port}"]
 
     assert refresh["type"] == "register" and refresh["expires"] == 1800
     assert refresh["contact"][0]["params"]["expires"] == "1800"
     assert refresh["aor"] == aor
 
     assert unreg["type"] == "unregister" and unreg["expires"] == 0
-    assert unreg["contact"][0]["uri"] == f"sip:alice@{LOOPBACK}:{sipp.port}"
+    assert unreg["contact"][0]["uri"] == f"sip:alice@{LOOPBACK}:{far.port}"
 
     assert unreg_all["type"] == "unregister" and unreg_all["expires"] == 0
     assert unreg_all["contact"] == "*"
 
 
-def test_registration_is_none_for_other_methods(srf, server, far_end):
+def test_registration_is_none_for_other_methods(srf, server, sipp):
     """Only REGISTER requests carry a registration summary."""
     seen: queue.Queue = queue.Queue()
 
@@ -53,6 +53,6 @@ def test_registration_is_none_for_other_methods(srf, server, far_end):
         res.send(404)
 
     srf.options(on_options)
-    sipp = far_end("uac-options-expect-404.xml", server.sip_port)
+    far = sipp("uac-options-expect-404.xml", server)
     assert get(seen, "the OPTIONS") is None
-    sipp.expect_success()
+    far.expect_success()

@@ -22,7 +22,7 @@ class _Lines(logging.Handler):
         self.lines.put(record.getMessage())
 
 
-def test_simple_uas_answers_holds_unholds(server, far_end):
+def test_simple_uas_answers_holds_unholds(server, sipp):
     """The example answers with the caller's SDP blanked to 0.0.0.0 and User-Agent: simple-uas,
     holds (a=inactive) and unholds (a=sendrecv), and logs 'dialog ended' on the far end's BYE."""
     log = logging.getLogger("drachtio-srf")
@@ -39,7 +39,7 @@ def test_simple_uas_answers_holds_unholds(server, far_end):
             srf.connect({"host": LOOPBACK, "port": server.admin_port, "secret": SECRET})
             assert get(connected, "the connect event") is None
 
-            sipp = far_end("uac-simple-uas.xml", server.sip_port)
+            caller = sipp("uac-simple-uas.xml", server)
             seen = []
             for expected in ("dialog: ", "successfully put dialog on hold",
                              "successfully took dialog off hold", "dialog ended"):
@@ -48,7 +48,7 @@ def test_simple_uas_answers_holds_unholds(server, far_end):
                     seen.append(line)
                     if line.startswith(expected):
                         break
-            sipp.expect_success()
+            caller.expect_success()
             srf.disconnect()
     finally:
         log.removeHandler(lines)
