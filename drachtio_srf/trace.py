@@ -48,16 +48,15 @@ __all__ = [
     "parts_from_env",
 ]
 
-#: client control frames
 CONTROL = "drachtio_srf.trace.control"
-#: SIP messages carried by the client's frames
+"""Logger of the client's control frames."""
 SIP = "drachtio_srf.trace.sip"
-#: control frames on the embedded server's admin port
+"""Logger of the SIP messages carried by the client's frames."""
 SERVER_CONTROL = "drachtio_srf.server.trace.control"
-#: SIP messages on the embedded server's SIP transports
+"""Logger of the control frames on the embedded server's admin port."""
 SERVER_SIP = "drachtio_srf.server.trace.sip"
+"""Logger of the SIP messages on the embedded server's SIP transports."""
 
-#: part name (for ``DRACHTIO_DEBUG`` and :func:`enable`) -> logger names it turns on
 PARTS: Mapping[str, tuple[str, ...]] = {
     "all": (CONTROL, SIP, SERVER_CONTROL, SERVER_SIP),
     "control": (CONTROL,),
@@ -68,6 +67,7 @@ PARTS: Mapping[str, tuple[str, ...]] = {
     "server.control": (SERVER_CONTROL,),
     "server.sip": (SERVER_SIP,),
 }
+"""Part name (for ``DRACHTIO_DEBUG`` and :func:`enable`) -> the logger names it turns on."""
 
 _TRUE = {"1", "true", "yes", "on", "all", "*"}
 _FALSE = {"", "0", "false", "no", "off", "none"}

@@ -32,9 +32,10 @@ from drachtio_srf.server.outbound import parse_outbound_map
 logger = logging.getLogger("drachtio_srf.server")
 
 PROG = "python -m drachtio_srf.server"
+"""The program name in usage and messages."""
 LOGLEVELS = ("debug", "info", "notice", "warning", "error", "critical")
+"""Accepted ``--loglevel`` values (drachtio-server's, and ``critical``; ``notice`` is ``info``)."""
 
-#: built-in defaults (drachtio-server's, except the secret and the loopback addresses)
 DEFAULTS: dict[str, Any] = {
     "address": "127.0.0.1",
     "port": 9022,
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "contact": "sip:127.0.0.1:5060;transport=udp,tcp",
     "loglevel": "info",
 }
+"""Built-in defaults (drachtio-server's, except the secret and the loopback addresses)."""
 
 # drachtio-server options the embedded server accepts and ignores: name -> takes a value
 _IGNORED_OPTIONS: dict[str, bool] = {
@@ -80,24 +82,39 @@ class Settings:
     """The server's settings gathered from defaults, file, environment and command line."""
 
     address: str | None = None
+    """Admin listen address."""
     port: int | None = None
+    """Admin (control protocol) TCP port."""
     secret: str | None = None
-    #: (contact, external address) pairs, in order; the first usable one is served
+    """Shared secret apps authenticate with."""
     contacts: list[tuple[str, str | None]] = field(default_factory=list)
+    """(contact, external address) pairs, in order; the first usable one is served."""
     external_ip: str | None = None
+    """Public address advertised in SIP messages."""
     sip_port: int | None = None
+    """SIP port overriding the contact's."""
     tls_port: int | None = None
+    """TLS admin port (None: no TLS)."""
     cert_file: str | None = None
+    """PEM certificate (chain) for the TLS admin port."""
     key_file: str | None = None
+    """PEM private key (None: inside the certificate file)."""
     chain_file: str | None = None
+    """PEM intermediate certificates appended to the certificate."""
     loglevel: str | None = None
+    """One of :data:`LOGLEVELS`."""
     outbound_proxy: str | None = None
+    """SIP URI every request the server sends goes through."""
     cdrs: bool | None = None
+    """Send CDR events to apps."""
     t1: float | None = None
+    """SIP timer T1 in seconds."""
     outbound: list[str] = field(default_factory=list)
+    """``METHOD=tcp://host:port`` entries: outbound-connection mode."""
     version_string: str | None = None
-    #: given settings this server does not support, as the user wrote them
+    """Version reported to apps."""
     ignored: list[str] = field(default_factory=list)
+    """Given settings this server does not support, as the user wrote them."""
 
     def update(self, other: Settings) -> None:
         """Take every setting ``other`` gives (not None / not empty); merge ignored lists."""
@@ -409,8 +426,8 @@ async def _serve(config: ServerConfig) -> None:
     await core.stop()
 
 
-#: generation-0 threshold of the cyclic garbage collector in the server process (CPython: 700)
 GC_THRESHOLD0 = 20_000
+"""Generation-0 threshold of the cyclic garbage collector in the server process (CPython: 700)."""
 
 
 def tune_gc() -> None:

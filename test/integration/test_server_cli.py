@@ -174,6 +174,8 @@ def test_precedence_defaults_file_env_command_line(tmp_path):
                                       "-c", "sip:127.0.0.3:5555;transport=tcp"], env)[0])
     assert config.admin_port == 4444
     assert (config.sip_host, config.sip_port, config.transports) == ("127.0.0.3", 5555, ("tcp",))
+    wildcard = to_server_config(gather(["-c", "sip:*:5070"], {})[0])   # every interface
+    assert (wildcard.sip_host, wildcard.sip_port) == ("0.0.0.0", 5070) and wildcard.external_host
     settings = gather([], {"DRACHTIO_CONFIG_FILE_PATH": str(conf)})[0]
     assert settings.port == 1111
     assert gather(["--noconfig"], {"DRACHTIO_CONFIG_FILE_PATH": str(conf)})[0].port is None
