@@ -59,6 +59,7 @@ from .errors import ConnectionLostError, DrachtioError, NotConnectedError
 from .request import _SERVER_OF_CONN, Request
 from .response import Response
 from .sip import SipMessage, SipParseError, reason_phrase
+from .usercode import adapt
 
 if TYPE_CHECKING:
     from .dispatch import HoldHandle, TimerHandle
@@ -251,7 +252,7 @@ class Outcome:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._agent = agent
-        self._callback = callback
+        self._callback = adapt(callback, agent)
         self._done = False
         self._completion: Completion | None = None
         if callback is None:

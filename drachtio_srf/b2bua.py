@@ -26,6 +26,7 @@ from .agent import dialog_key
 from .errors import DrachtioError, SipError
 from .names import uac_args
 from .sip import AttrDict
+from .usercode import call, describe
 
 if TYPE_CHECKING:
     from .dialog import Dialog
@@ -101,9 +102,9 @@ def _call_user(fn: Callable[..., Any] | None, *args: Any) -> None:
     if fn is None:
         return
     try:
-        fn(*args)
+        call(fn, *args)
     except Exception:
-        logger.exception("b2bua: user callback %r raised", fn)
+        logger.exception("b2bua: user callback %s raised", describe(fn))
 
 
 def _resolve(value: Any) -> Any:
@@ -295,7 +296,7 @@ class _B2BUA:
         headers = copy_headers(b_res, self.proxy_response_headers)
         extra = self.response_headers
         if callable(extra):
-            extra = extra(b_res, dict(headers)) if b_res is not None else None
+            extra = call(extra, b_res, dict(headers), owner=self.srf) if b_res is not None else None
         if isinstance(extra, Mapping):
             _merge(headers, extra)
         return headers
@@ -313,7 +314,7 @@ class _B2BUA:
         if not fn:
             value = sdp_b
         elif callable(fn):
-            value = _resolve(fn(sdp_b, b_res))
+            value = _resolve(call(fn, sdp_b, b_res, owner=self.srf))
         else:
             value = fn
         self._sdp_cache = (sdp_b, value)
@@ -412,7 +413,7 @@ class _B2BUA:
         sdp = ack.body or None
         try:
             if callable(self.local_sdp_b):
-                sdp = _resolve(self.local_sdp_b(sdp))
+                sdp = _resolve(call(self.local_sdp_b, sdp, owner=self.srf))
             uac = _resolve(result.ack(sdp))
         except Exception as exc:  # noqa: BLE001
             logger.warning("b2bua: could not complete the late-offer B leg: %r", exc)
@@ -426,9 +427,22 @@ class _B2BUA:
 
 # --------------------------------------------------------------------------- entry point
 
+def _check_legs(form: str, req: Any, res: Any) -> None:
+    """TypeError naming the expected form unless ``req``/``res`` are the incoming Request and
+    its Response (a common slip is the URI first, as in an old README of the original)."""
+    from .request import Request
+    from .response import Response
+    if not isinstance(req, Request):
+        hint = " (the URI comes after req and res)" if isinstance(req, str) else ""
+        raise TypeError(f"{form}: req must be the incoming Request, got {type(req).__name__} {req!r:.60}{hint}")
+    if not isinstance(res, Response):
+        raise TypeError(f"{form}: res must be the Response of req, got {type(res).__name__} {res!r:.60}")
+
+
 def create_b2bua(srf: Srf, req: Request, res: Response, uri: Any = None, opts: Any = None,
                  progress: Any = None, callback: Any = None, **kwargs: Any) -> Any:
     """Bridge ``req`` (A) to ``uri`` (B); see :meth:`drachtio_srf.Srf.create_b2bua`."""
+    _check_legs("create_b2bua(req, res, uri, opts, ...)", req, res)
     uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
     for key in ("cb_request", "cb_provisional", "cb_finalized_uac"):
         if p.get(key) is None and o.get(key) is not None:

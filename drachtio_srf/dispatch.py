@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from .usercode import adapt
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Completion", "Dispatcher", "DrachtioFuture", "HoldHandle", "TimerHandle", "Timers"]
@@ -489,7 +491,7 @@ class Completion:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._dispatcher = dispatcher
-        self._callback = callback
+        self._callback = adapt(callback, dispatcher)
         self._key = key
         self.future: DrachtioFuture | None = None if callback is not None else DrachtioFuture(dispatcher, key)
         self._done = False

@@ -9,8 +9,8 @@ local_hostports)``, ``error(err)``, ``close``/``disconnect``, ``reconnecting({de
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
-import inspect
 import logging
 import re
 import ssl
@@ -28,6 +28,7 @@ from .names import install_aliases, normalize_opts, uac_args
 from .request import Request
 from .response import Response
 from .sip import AttrDict, SipMessage, parse_uri, stringify_uri
+from .usercode import LoopRunner, adapt, arity, bind_runner, call, describe
 
 logger = logging.getLogger(__name__)
 
@@ -43,31 +44,8 @@ _TAG = re.compile(r"^[a-zA-Z0-9\-_+@:]+$")
 _SRF_KEY = ("srf",)
 
 
-_ARITY: dict[Any, int] = {}     # middleware -> its positional parameter count (inspect is slow)
-
-
-def _param_count(fn: Callable[..., Any]) -> int:
-    try:
-        return _ARITY[fn]
-    except KeyError:
-        n = _ARITY[fn] = _count_params(fn)
-        return n
-    except TypeError:                # unhashable callable object
-        return _count_params(fn)
-
-
-def _count_params(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 3
-    n = 0
-    for p in params:
-        if p.kind == p.VAR_POSITIONAL:
-            return 99
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            n += 1
-    return n
+#: events replayed to a listener added after they were emitted, while still true (see ``on``)
+_REPLAYED = ("connect", "listening")
 
 
 def _tls_context(tls: Any) -> ssl.SSLContext | None:
@@ -100,7 +78,10 @@ class Srf(Emitter):
     parse_uri = staticmethod(parse_uri)
     stringify_uri = staticmethod(stringify_uri)
 
-    def __init__(self, tags: str | list[str] | None = None) -> None:
+    def __init__(self, tags: str | list[str] | None = None, *,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``tags`` route requests by tag; ``loop`` is the asyncio loop that ``async def``
+        handlers and listeners run on (default: one the library starts when first needed)."""
         super().__init__()
         tag_list = [tags] if isinstance(tags, str) else list(tags or [])
         if len(tag_list) > 20:
@@ -114,7 +95,12 @@ class Srf(Emitter):
         self._dialogs: dict[str, Dialog] = {}
         self._dialogs_lock = threading.Lock()
         self._stack: list[tuple[str | None, Callable[..., Any]]] = []
+        self._loop_runner = LoopRunner()
+        self.loop = loop
+        self._replay: dict[str, tuple[Any, ...]] = {}     # event -> args, while still true
+        self._replay_lock = threading.Lock()
         self._agent = Agent(self)
+        bind_runner(self._agent.dispatcher, self._loop_runner)
         self._agent.on_authenticated = self._on_authenticated
         self._agent.on_conn_closed = self._on_conn_closed
         self._reconnector: Any = None
@@ -126,11 +112,19 @@ class Srf(Emitter):
         self._mode: str | None = None
 
     # -- events ---------------------------------------------------------------------------------
-    def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any]) -> None:
+    def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any] | None,
+                           **kw: Any) -> None:
         """Every way of adding a listener ends here: a ``cdr:*`` listener asks the server for
         those records (``route|cdr:<kind>``, before or after connect; a second listener for the
         same event just adds to it, where drachtio-srf threw: defect 12)."""
-        super()._add_event_handler(event, k, v)
+        if event in _REPLAYED:
+            with self._replay_lock:
+                super()._add_event_handler(event, k, v, **kw)
+                replay = self._replay.get(event)
+            if replay is not None:
+                self._agent.submit(_SRF_KEY, self._replay_to, event, k, v is None, replay)
+        else:
+            super()._add_event_handler(event, k, v, **kw)
         if event in CDR_EVENTS:
             agent = getattr(self, "_agent", None)
             if agent is not None:
@@ -141,7 +135,49 @@ class Srf(Emitter):
         if event == "error" and not self.listeners("error"):
             logger.error("drachtio error: %s", args[0] if args else "")
             return
+        if event in _REPLAYED and (event == "listening" or self._mode == "client") and (
+                event == "listening" or not args or args[0] is None):
+            self._agent.submit(_SRF_KEY, self._emit_replayable, event, args)
+            return
         self._agent.emit_on(_SRF_KEY, self, event, *args)
+
+    def _emit_replayable(self, event: str, args: tuple[Any, ...]) -> None:
+        """Emit ``event`` and keep its arguments for listeners added later (one lock with
+        :meth:`_add_event_handler`, so each listener gets the event exactly once)."""
+        with self._replay_lock:
+            self._replay[event] = args
+            entries = self._events.get(event)
+        if entries:
+            self._call_entries(event, entries, args, {})
+
+    def _replay_to(self, event: str, f: Callable[..., Any], once: bool, args: tuple[Any, ...]) -> None:
+        """A listener added after ``event`` was emitted (and while it still holds) gets it now."""
+        if once and not self._remove(event, f):
+            return
+        call(f, *args, owner=self)
+
+    def _forget(self, event: str) -> None:
+        with self._replay_lock:
+            self._replay.pop(event, None)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The asyncio loop ``async def`` handlers, listeners and callbacks run on.
+
+        None (the default) means a loop the library owns, on a thread named
+        ``drachtio-asyncio`` started on first use and stopped by :meth:`disconnect`.  Set it
+        (or pass ``Srf(loop=...)``) to run them on the application's own loop.
+        """
+        return self._loop_runner.app_loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop_runner.app_loop = loop
+
+    def set_event_loop(self, loop: asyncio.AbstractEventLoop | None) -> Srf:
+        """Same as setting :attr:`loop`; returns the Srf."""
+        self.loop = loop
+        return self
 
     @property
     def socket(self) -> ServerConn | None:
@@ -185,6 +221,7 @@ class Srf(Emitter):
         if self._mode is not None and agent.conns:
             raise DrachtioError("already connected; call disconnect() first")
         agent.ensure_runtime()
+        bind_runner(agent.dispatcher, self._loop_runner)
         agent.closing = False
         self._mode = "client"
         self._auth_failed = False
@@ -278,6 +315,8 @@ class Srf(Emitter):
             self._connect_out.succeed(sc.hostport)
 
     def _on_conn_closed(self, sc: ServerConn, err: BaseException | None) -> None:
+        if not sc.outbound:
+            self._agent.submit(_SRF_KEY, self._forget, "connect")   # (in order with its emit)
         self._emit("close", sc)
         self._emit("disconnect", sc)
         if sc.outbound or self._agent.closing:
@@ -304,6 +343,7 @@ class Srf(Emitter):
                            enable_ping=enable_ping, ping_interval=ping_interval)
         agent = self._agent
         agent.ensure_runtime()
+        bind_runner(agent.dispatcher, self._loop_runner)
         agent.closing = False
         self._mode = "listen"
         agent.secret = o.get("secret") or ""
@@ -352,7 +392,10 @@ class Srf(Emitter):
             t.join(15.0)
         self._fail_connect(NotConnectedError("disconnected"))
         self._mode = None
+        with self._replay_lock:
+            self._replay.clear()
         agent.shutdown()
+        self._loop_runner.close()
 
     close = disconnect
 
@@ -445,30 +488,31 @@ class Srf(Emitter):
                 m, fn = layers[i]
                 if m is not None and m != method:
                     continue
-                n = _param_count(fn)
-                is_error_handler = n == 4
+                is_error_handler = arity(fn) == 4
                 try:
                     if err is not None:
                         if is_error_handler:
-                            fn(err, req, res, next_)
+                            call(fn, err, req, res, next_, owner=self)
                             return
                         continue
                     if is_error_handler:
                         continue
-                    if n >= 3:
-                        fn(req, res, next_)
-                    else:
-                        fn(req, res)
+                    call(fn, req, res, next_, owner=self)
                     return
                 except Exception as exc:  # a failing layer passes its error on
-                    logger.debug("middleware %r raised", fn, exc_info=True)
+                    logger.exception("%s handler %s raised", req.method, describe(fn))
+                    try:
+                        exc._drachtio_logged = True  # type: ignore[attr-defined]
+                    except AttributeError:
+                        pass
                     err = exc
 
         next_()
 
     def _final_handler(self, req: Request, res: Response, err: BaseException | None) -> None:
         if err is not None:
-            logger.error("unhandled error for %s: %r", req.method, err)
+            if not getattr(err, "_drachtio_logged", False):
+                logger.error("unhandled error for %s: %r", req.method, err)
             if not res.finished:
                 status = getattr(err, "status", None)
                 res.send(status if isinstance(status, int) and status >= 300 else 500)
@@ -577,7 +621,7 @@ class Srf(Emitter):
                 send(value)
 
         try:
-            produced(content() if callable(content) else content)
+            produced(call(content, owner=self) if callable(content) else content)
         except Exception as exc:  # noqa: BLE001 - the SDP function failed
             out.fail(exc)
         return out.returned(self)
@@ -596,8 +640,8 @@ class Srf(Emitter):
         ACK; with ``no_ack`` the result is ``{sdp, res, ack(local_sdp) -> Future[Dialog]}``.
         """
         uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
-        cb_request = p.get("cb_request")
-        cb_provisional = p.get("cb_provisional")
+        cb_request = adapt(p.get("cb_request"), self)
+        cb_provisional = adapt(p.get("cb_provisional"), self)
         uri = uri or o.get("uri")
         method = (o.get("method") or "INVITE").upper()
         if method not in ("INVITE", "SUBSCRIBE"):
