@@ -267,8 +267,8 @@ class _B2BUA:
         if pres.body:
             try:
                 body = self._sdp_for_a(pres)
-            except Exception as exc:  # noqa: BLE001 - the app's SDP function failed
-                logger.warning("b2bua: local_sdp_a failed on %s: %r; failing the call", pres.status, exc)
+            except Exception as exc:
+                logger.exception("b2bua: local_sdp_a failed on %s; failing the call", pres.status)
                 self.failure = exc
                 if fn_ack is not None:
                     self._on_prack(None)
@@ -338,8 +338,8 @@ class _B2BUA:
         self._wait_for_pracks()
         try:
             sdp = self._sdp_for_a(final)
-        except Exception as exc:  # noqa: BLE001 - the app's SDP function failed
-            logger.warning("b2bua: local_sdp_a failed on B's answer: %r", exc)
+        except Exception as exc:
+            logger.exception("b2bua: local_sdp_a failed on B's answer")
             self._drop_b(uac, result)
             if not self.res.finished:
                 self.res.send(500, _log_send_error)
@@ -415,8 +415,8 @@ class _B2BUA:
             if callable(self.local_sdp_b):
                 sdp = _resolve(call(self.local_sdp_b, sdp, owner=self.srf))
             uac = _resolve(result.ack(sdp))
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("b2bua: could not complete the late-offer B leg: %r", exc)
+        except Exception as exc:
+            logger.exception("b2bua: could not complete the late-offer B leg")
             uas.destroy(None, _log_send_error)
             self.out.fail(exc)
             return
@@ -427,7 +427,7 @@ class _B2BUA:
 
 # --------------------------------------------------------------------------- entry point
 
-def _check_legs(form: str, req: Any, res: Any) -> None:
+def check_legs(form: str, req: Any, res: Any) -> None:
     """TypeError naming the expected form unless ``req``/``res`` are the incoming Request and
     its Response (a common slip is the URI first, as in an old README of the original)."""
     from .request import Request
@@ -442,7 +442,7 @@ def _check_legs(form: str, req: Any, res: Any) -> None:
 def create_b2bua(srf: Srf, req: Request, res: Response, uri: Any = None, opts: Any = None,
                  progress: Any = None, callback: Any = None, **kwargs: Any) -> Any:
     """Bridge ``req`` (A) to ``uri`` (B); see :meth:`drachtio_srf.Srf.create_b2bua`."""
-    _check_legs("create_b2bua(req, res, uri, opts, ...)", req, res)
+    check_legs("create_b2bua(req, res, uri, opts, ...)", req, res)
     uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
     for key in ("cb_request", "cb_provisional", "cb_finalized_uac"):
         if p.get(key) is None and o.get(key) is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import sdp as sdp_edit
 from .agent import Agent, ServerConn, dialog_key
-from .b2bua import create_b2bua
+from .b2bua import check_legs, create_b2bua
 from .dialog import Dialog
 from .emitter import Emitter
 from .errors import DrachtioError, NotConnectedError, SipError
@@ -207,6 +207,9 @@ class Srf(Emitter):
         """
         if callable(opts):
             callback, opts = opts, None
+        if opts is not None and not isinstance(opts, Mapping):
+            raise TypeError(f"connect(opts, callback): opts must be a dict such as {{'host': ..., "
+                            f"'port': 9022, 'secret': ...}}, got {type(opts).__name__} {opts!r:.60}")
         raw = dict(opts or {})
         js_ping = raw.pop("pingInterval", None)
         o = normalize_opts(raw, host=host, port=port, secret=secret, tags=tags, tls=tls,
@@ -230,7 +233,12 @@ class Srf(Emitter):
         agent.enable_ping = bool(o.get("enable_ping"))
         agent.ping_interval = interval
         host_ = o.get("host") or "127.0.0.1"
-        port_ = int(o.get("port") or 9022)
+        if not isinstance(host_, str):
+            raise TypeError(f"connect: host must be a string, got {type(host_).__name__} {host_!r:.60}")
+        try:
+            port_ = int(o.get("port") or 9022)
+        except (TypeError, ValueError):
+            raise TypeError(f"connect: port must be a number, got {o.get('port')!r:.60}") from None
         ctx = _tls_context(o.get("tls"))
         recon = o.get("reconnect", True)
         self._reconnect = recon is not False
@@ -537,6 +545,9 @@ class Srf(Emitter):
             callback, opts = opts, None
         o = normalize_opts(opts, **kwargs)
         uri = uri or o.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise TypeError(f"request: the uri must be a string such as 'sip:user@host', got "
+                            f"{type(uri).__name__} {uri!r:.60}")
         method = o.get("method")
         if not isinstance(method, str):
             raise TypeError("request: opts.method must be a string")
@@ -566,6 +577,7 @@ class Srf(Emitter):
         cb(err, dialog)|Future of the Dialog, delivered when the server confirms the answer was
         sent (before the ACK).  A CANCEL from the far end fails it with SipError(487).
         """
+        check_legs("create_uas(req, res, opts, callback)", req, res)
         if callable(opts) and callback is None:
             callback, opts = opts, None
         o = normalize_opts(opts, local_sdp=local_sdp, body=body, headers=headers)
@@ -646,7 +658,10 @@ class Srf(Emitter):
         method = (o.get("method") or "INVITE").upper()
         if method not in ("INVITE", "SUBSCRIBE"):
             raise ValueError("create_uac: method must be INVITE or SUBSCRIBE")
-        if not uri or not isinstance(uri, str):
+        if uri is not None and not isinstance(uri, str):
+            raise TypeError(f"create_uac: uri must be a string such as 'sip:user@host', got "
+                            f"{type(uri).__name__} {uri!r:.60}")
+        if not uri:
             raise ValueError("create_uac: uri must be specified")
         if parse_uri(uri) is None:
             if "@" not in uri and not uri.startswith("sip:"):
@@ -779,6 +794,9 @@ class Srf(Emitter):
     def proxy_request(self, req: Request, destination: Any = None, opts: Any = None, callback: Any = None,
                       **kwargs: Any) -> Any:
         """Proxy ``req`` to ``destination`` (str or list; default its request-URI)."""
+        if not isinstance(req, Request):
+            raise TypeError(f"proxy_request(req, destination, opts, callback): req must be the incoming "
+                            f"Request, got {type(req).__name__} {req!r:.60}")
         if callable(destination) and opts is None:
             destination, callback = None, destination
         elif isinstance(destination, Mapping):
