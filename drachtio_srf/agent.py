@@ -240,6 +240,9 @@ class GatedFuture(DrachtioFuture):
         _release_held()
         return super().exception(timeout)
 
+    def _awaited(self) -> None:
+        _release_held()     # an awaiting coroutine reached its next await: its listeners are on
+
 
 class Outcome:
     """How a public async method reports back: through :class:`Completion` either way.
