@@ -98,11 +98,11 @@ def _log_send_error(err: BaseException | None, *_: Any) -> None:
         logger.debug("b2bua: send failed: %s", err)
 
 
-def _call_user(fn: Callable[..., Any] | None, *args: Any) -> None:
+def _call_user(fn: Callable[..., Any] | None, *args: Any, owner: Any = None) -> None:
     if fn is None:
         return
     try:
-        call(fn, *args)
+        call(fn, *args, owner=owner)
     except Exception:
         logger.exception("b2bua: user callback %s raised", describe(fn))
 
@@ -217,7 +217,7 @@ class _B2BUA:
                 self.req.on("update", self._on_a_update)
             if self.req.canceled:
                 self._on_a_cancel(None)
-        _call_user(self.cb_request, err, uac_req)
+        _call_user(self.cb_request, err, uac_req, owner=self.srf)
 
     def _on_a_cancel(self, cancel_msg: Any) -> None:
         """A canceled: A gets 487 (the server already sent it) and B gets CANCEL."""
@@ -254,7 +254,7 @@ class _B2BUA:
             if (pres.status or 0) > 101 and self.pass_provisional and not self.res.finished:
                 self._relay(pres)
         finally:
-            _call_user(self.cb_provisional, pres)   # also for a relayed 18x with SDP (defect 24)
+            _call_user(self.cb_provisional, pres, owner=self.srf)   # also for a relayed 18x with SDP (defect 24)
 
     def _relay(self, pres: Response) -> None:
         headers = self._headers_for_a(pres)
@@ -334,7 +334,7 @@ class _B2BUA:
             uac = result
             final = uac.res
             uac.queue_requests = True
-            _call_user(self.cb_finalized_uac, uac)
+            _call_user(self.cb_finalized_uac, uac, owner=self.srf)
         self._wait_for_pracks()
         try:
             sdp = self._sdp_for_a(final)
