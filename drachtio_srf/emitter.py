@@ -96,7 +96,12 @@ class Emitter:
         if not callable(k):
             raise TypeError(f"listener for {event!r} must be callable, got {type(k).__name__}")
         self.emit("new_listener", event, k)
-        entry: _Entry = (k, arity(k), v is None)
+        self._store(event, (k, arity(k), v is None), first)
+
+    def _store(self, event: str, entry: _Entry, first: bool) -> None:
+        """Put ``entry`` in ``event``'s table (no user code runs here: subclasses may hold a
+        lock around it)."""
+        k = entry[0]
         with _LOCK:
             events = self._events
             if events is _NO_EVENTS:

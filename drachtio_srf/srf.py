@@ -117,18 +117,23 @@ class Srf(Emitter):
         """Every way of adding a listener ends here: a ``cdr:*`` listener asks the server for
         those records (``route|cdr:<kind>``, before or after connect; a second listener for the
         same event just adds to it, where drachtio-srf threw: defect 12)."""
-        if event in _REPLAYED:
-            with self._replay_lock:
-                super()._add_event_handler(event, k, v, **kw)
-                replay = self._replay.get(event)
-            if replay is not None:
-                self._agent.submit(_SRF_KEY, self._replay_to, event, k, v is None, replay)
-        else:
-            super()._add_event_handler(event, k, v, **kw)
+        super()._add_event_handler(event, k, v, **kw)
         if event in CDR_EVENTS:
             agent = getattr(self, "_agent", None)
             if agent is not None:
                 agent.add_route(event)
+
+    def _store(self, event: str, entry: Any, first: bool) -> None:
+        """A 'connect'/'listening' listener added after that event gets it now (see
+        :meth:`_emit_replayable`): one lock with the emit, so exactly once."""
+        if event not in _REPLAYED:
+            super()._store(event, entry, first)
+            return
+        with self._replay_lock:
+            super()._store(event, entry, first)
+            replay = self._replay.get(event)
+        if replay is not None:
+            self._agent.submit(_SRF_KEY, self._replay_to, event, entry[0], entry[2], replay)
 
     def _emit(self, event: str, *args: Any) -> None:
         """Emit an Srf event on the dispatcher; an 'error' nobody listens to is logged."""
