@@ -5,7 +5,9 @@ verb handlers for new requests, sends requests, and creates dialogs as UAS or UA
 method takes an optional last-argument callback ``(err, *results)`` or returns a Future.
 Events (always emitted from the dispatcher): ``connect(err, hostport, server_version,
 local_hostports)``, ``error(err)``, ``close``/``disconnect``, ``reconnecting({delay, attempt})``,
-``listening``, ``cdr:attempt|start|stop``.
+``listening``, ``cdr:attempt|start|stop``.  A ``connect`` (client mode) or ``listening`` listener
+added after that event was emitted, while still connected (listening), is called once, at once,
+with the same arguments: ``srf.connect(cfg); srf.on('connect', fn)`` always works.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ _TAG = re.compile(r"^[a-zA-Z0-9\-_+@:]+$")
 _SRF_KEY = ("srf",)
 
 
-#: events replayed to a listener added after they were emitted, while still true (see ``on``)
+#: events replayed to a listener added after they were emitted, while still true (Srf._store)
 _REPLAYED = ("connect", "listening")
 
 
@@ -140,8 +142,9 @@ class Srf(Emitter):
         if event == "error" and not self.listeners("error"):
             logger.error("drachtio error: %s", args[0] if args else "")
             return
-        if event in _REPLAYED and (event == "listening" or self._mode == "client") and (
-                event == "listening" or not args or args[0] is None):
+        replayable = event == "listening" or (
+            event == "connect" and self._mode == "client" and (not args or args[0] is None))
+        if replayable:
             self._agent.submit(_SRF_KEY, self._emit_replayable, event, args)
             return
         self._agent.emit_on(_SRF_KEY, self, event, *args)
