@@ -18,6 +18,8 @@ through :func:`call` (or :func:`trim`), which gives JavaScript's calling convent
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import logging
 import threading
@@ -180,8 +182,10 @@ class LoopRunner:
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run ``coro`` on the loop and return its result (raising its exception).
 
-        On the loop's own thread it cannot be waited for: it becomes a task (its failure is
-        logged) and None is returned.
+        On the loop's own thread (user code that the library calls from a coroutine, e.g. the
+        next layer of middleware through ``next()``) it cannot be waited for: it becomes a task
+        (its failure is logged) and None is returned; the worker that waits for the outer
+        coroutine then waits for that task too, so the event is done only when both are.
         """
         try:
             loop = self.loop()
@@ -195,8 +199,11 @@ class LoopRunner:
         if running is loop:
             task = loop.create_task(coro)
             task.add_done_callback(_log_task_failure)
+            started = _started.get()
+            if started is not None:
+                started.append(task)
             return None
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return asyncio.run_coroutine_threadsafe(_outermost(coro), loop).result()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the library's own loop and join its thread (no effect on an app loop)."""
@@ -210,6 +217,23 @@ class LoopRunner:
             t.join(timeout)
             if t.is_alive():
                 logger.warning("drachtio-asyncio loop did not stop within %.1fs", timeout)
+
+
+#: in a coroutine the library waits for: the tasks user code started through the library meanwhile
+_started: contextvars.ContextVar[list[asyncio.Task[Any]] | None] = contextvars.ContextVar(
+    "drachtio_started", default=None)
+
+
+async def _outermost(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``coro``, then every task started for it (and by them) through :meth:`LoopRunner.run`."""
+    started: list[asyncio.Task[Any]] = []
+    _started.set(started)       # (this task's own context; its child tasks copy it)
+    result = await coro
+    while started:
+        task = started.pop(0)
+        with contextlib.suppress(BaseException):    # (already logged by _log_task_failure)
+            await task
+    return result
 
 
 def _log_task_failure(task: asyncio.Task[Any]) -> None:

@@ -152,3 +152,27 @@ def test_library_loop_stops_on_close_and_restarts_on_demand():
 def test_app_loop_must_be_a_loop():
     with pytest.raises(TypeError, match="asyncio event loop"):
         LoopRunner().app_loop = "loop"   # type: ignore[assignment]
+
+
+def test_coroutines_started_from_a_coroutine_are_waited_for_too():
+    """An async middleware calling ``next()`` into an async handler: the library call that ran
+    the outer coroutine returns only when the inner one (started on the loop) has finished."""
+    runner = LoopRunner()
+    done = []
+
+    class Owner:
+        _loop_runner = runner
+
+    async def inner():
+        await asyncio.sleep(0.02)
+        done.append("inner")
+
+    async def outer():
+        call(inner, owner=Owner())       # on the loop thread: becomes a task
+        done.append("outer")
+
+    try:
+        call(outer, owner=Owner())
+        assert done == ["outer", "inner"]
+    finally:
+        runner.close()
