@@ -101,3 +101,20 @@ def test_listening_listener_added_after_listen():
             assert calls.empty()
         finally:
             srf.disconnect()
+
+
+def test_ten_times_in_a_row_with_5ms_between_the_lines(server):
+    """The figure from the report: 10 of 10 (was 0 of 10)."""
+    with no_leaked_threads():
+        srf = Srf()
+        seen = 0
+        for _ in range(10):
+            calls: queue.Queue = queue.Queue()
+            srf.connect(_cfg(server))
+            time.sleep(0.005)
+            srf.on("connect", lambda err, hostport, q=calls: q.put(hostport))
+            assert get(calls, "the connect event")
+            seen += 1
+            srf.disconnect()
+            srf.remove_all_listeners("connect")
+        assert seen == 10
