@@ -3,6 +3,7 @@
 called once, at once, with the same arguments; one added earlier gets the event as usual."""
 from __future__ import annotations
 
+import functools
 import queue
 import time
 from typing import Any
@@ -16,6 +17,10 @@ from drachtio_srf import Srf
 
 def _cfg(server: Any) -> dict[str, Any]:
     return {"host": LOOPBACK, "port": server.admin_port, "secret": SECRET}
+
+
+def _put_hostport(q: queue.Queue, err: Any, hostport: str) -> None:
+    q.put(hostport)
 
 
 def _settled(srf: Srf) -> None:
@@ -112,7 +117,7 @@ def test_ten_times_in_a_row_with_5ms_between_the_lines(server):
             calls: queue.Queue = queue.Queue()
             srf.connect(_cfg(server))
             time.sleep(0.005)
-            srf.on("connect", lambda err, hostport, q=calls: q.put(hostport))
+            srf.on("connect", functools.partial(_put_hostport, calls))
             assert get(calls, "the connect event")
             seen += 1
             srf.disconnect()
