@@ -6,9 +6,10 @@ decorator), ``once``, ``remove_listener``, ``remove_all_listeners``, ``listeners
 listener is added, an ``error`` nobody listens to raised, listeners called in registration order
 and an exception from a listener propagating out of ``emit``.  Plus the JS names
 (``addListener``, ``removeListener``/``off``, ``removeAllListeners``, ``listenerCount``,
-``eventNames``, ``prependListener``) and the library's calling rules for user code
-(:mod:`.usercode`): a listener gets only as many arguments as it declares, and an ``async def``
-listener runs on the owner's event loop, its ``emit`` returning when it has finished.
+``eventNames``, ``prependListener``, ``prependOnceListener``) and the library's calling rules
+for user code (:mod:`.usercode`): a listener gets only as many arguments as it declares, and an
+``async def`` listener runs on the owner's event loop, its ``emit`` returning when it has
+finished.
 
 Built for the hot path: the library emits events nobody listens to many times per call, and a
 dialog keeps its INVITE's Request and Response for its whole life.  So an Emitter has no
@@ -87,6 +88,11 @@ class Emitter:
     def prepend_listener(self, event: str, f: F) -> F:
         """Like :meth:`on`, but ``f`` runs before the listeners already there (JS)."""
         self._add_event_handler(event, f, f, first=True)
+        return f
+
+    def prepend_once_listener(self, event: str, f: F) -> F:
+        """Like :meth:`once`, but ``f`` runs before the listeners already there (JS)."""
+        self._add_event_handler(event, f, None, first=True)
         return f
 
     def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any] | None,
@@ -199,6 +205,7 @@ class Emitter:
     # -- JS names ---------------------------------------------------------------------------------
     addListener = add_listener
     prependListener = prepend_listener
+    prependOnceListener = prepend_once_listener
     removeListener = off
     removeAllListeners = remove_all_listeners
     listenerCount = listener_count

@@ -118,8 +118,10 @@ def test_prepend_listener_runs_first():
     got = []
     em.on("x", lambda: got.append("b"))
     em.prependListener("x", lambda: got.append("a"))
+    em.prependOnceListener("x", lambda: got.append("first, once"))
     em.emit("x")
-    assert got == ["a", "b"]
+    em.emit("x")
+    assert got == ["first, once", "a", "b", "a", "b"]
 
 
 def test_error_without_listener_raises():
