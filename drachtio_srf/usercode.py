@@ -1,7 +1,8 @@
 """Calling the application's code: one place that adapts any user callable.
 
 Every listener, callback, verb handler, middleware and option function the library calls goes
-through :func:`call` (or :func:`trim`), which gives JavaScript's calling convention and asyncio:
+through :func:`call` (or :class:`Adapted`, or the Emitter's inlined copy of its rules), which
+gives JavaScript's calling convention and asyncio:
 
 * **Arity.** A function that declares fewer positional parameters than it is given gets only the
   first ones, as JS ignores extra arguments (``dlg.on('destroy', lambda: ...)``).  ``*args``
@@ -30,7 +31,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ALL", "Adapted", "LoopRunner", "adapt", "arity", "bind_runner", "call", "describe", "runner_for", "trim"]
+__all__ = ["ALL", "Adapted", "LoopRunner", "adapt", "arity", "bind_runner", "call", "describe",
+           "runner_for"]
 
 ALL = 1 << 30     #: arity of a callable that takes any number of positional arguments
 
@@ -91,12 +93,6 @@ def arity(fn: Callable[..., Any]) -> int:
         except TypeError:        # not weak-referenceable (e.g. some builtins): compute each time
             pass
     return n
-
-
-def trim(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``args`` cut to what ``fn`` accepts (the JS rule: extra arguments are ignored)."""
-    n = arity(fn)
-    return args[:n] if n < len(args) else args
 
 
 def call(fn: Callable[..., Any], *args: Any, owner: Any = None) -> Any:
@@ -278,7 +274,6 @@ def runner_for(owner: Any) -> LoopRunner:
         if _default_runner is None:
             _default_runner = LoopRunner()
         return _default_runner
-
 
 
 class Adapted:
