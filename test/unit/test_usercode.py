@@ -176,3 +176,21 @@ def test_coroutines_started_from_a_coroutine_are_waited_for_too():
         assert done == ["outer", "inner"]
     finally:
         runner.close()
+
+
+def test_library_futures_are_awaitable_gatherable_and_cancellable():
+    from drachtio_srf.dispatch import DrachtioFuture
+
+    async def main():
+        a, b, c, d = DrachtioFuture(), DrachtioFuture(), DrachtioFuture(), DrachtioFuture()
+        threading.Timer(0.03, a.set_result, ("A",)).start()     # resolved from other threads
+        threading.Timer(0.01, b.set_result, ("B",)).start()
+        assert await asyncio.gather(a, b) == ["A", "B"]          # Promise.all
+        threading.Timer(0.01, c.set_exception, (ValueError("failed"),)).start()
+        with pytest.raises(ValueError, match="failed"):
+            await c
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(d, 0.02)
+        return d.cancelled()                 # cancelling the await cancels the Future
+
+    assert asyncio.run(main()) is True
