@@ -26,6 +26,7 @@ from .agent import dialog_key
 from .errors import DrachtioError, SipError
 from .names import uac_args
 from .sip import AttrDict
+from .usercode import call, describe
 
 if TYPE_CHECKING:
     from .dialog import Dialog
@@ -97,13 +98,13 @@ def _log_send_error(err: BaseException | None, *_: Any) -> None:
         logger.debug("b2bua: send failed: %s", err)
 
 
-def _call_user(fn: Callable[..., Any] | None, *args: Any) -> None:
+def _call_user(fn: Callable[..., Any] | None, *args: Any, owner: Any = None) -> None:
     if fn is None:
         return
     try:
-        fn(*args)
+        call(fn, *args, owner=owner)
     except Exception:
-        logger.exception("b2bua: user callback %r raised", fn)
+        logger.exception("b2bua: user callback %s raised", describe(fn))
 
 
 def _resolve(value: Any) -> Any:
@@ -216,7 +217,7 @@ class _B2BUA:
                 self.req.on("update", self._on_a_update)
             if self.req.canceled:
                 self._on_a_cancel(None)
-        _call_user(self.cb_request, err, uac_req)
+        _call_user(self.cb_request, err, uac_req, owner=self.srf)
 
     def _on_a_cancel(self, cancel_msg: Any) -> None:
         """A canceled: A gets 487 (the server already sent it) and B gets CANCEL."""
@@ -253,7 +254,7 @@ class _B2BUA:
             if (pres.status or 0) > 101 and self.pass_provisional and not self.res.finished:
                 self._relay(pres)
         finally:
-            _call_user(self.cb_provisional, pres)   # also for a relayed 18x with SDP (defect 24)
+            _call_user(self.cb_provisional, pres, owner=self.srf)   # also for a relayed 18x with SDP (defect 24)
 
     def _relay(self, pres: Response) -> None:
         headers = self._headers_for_a(pres)
@@ -266,8 +267,8 @@ class _B2BUA:
         if pres.body:
             try:
                 body = self._sdp_for_a(pres)
-            except Exception as exc:  # noqa: BLE001 - the app's SDP function failed
-                logger.warning("b2bua: local_sdp_a failed on %s: %r; failing the call", pres.status, exc)
+            except Exception as exc:
+                logger.exception("b2bua: local_sdp_a failed on %s; failing the call", pres.status)
                 self.failure = exc
                 if fn_ack is not None:
                     self._on_prack(None)
@@ -295,7 +296,7 @@ class _B2BUA:
         headers = copy_headers(b_res, self.proxy_response_headers)
         extra = self.response_headers
         if callable(extra):
-            extra = extra(b_res, dict(headers)) if b_res is not None else None
+            extra = call(extra, b_res, dict(headers), owner=self.srf) if b_res is not None else None
         if isinstance(extra, Mapping):
             _merge(headers, extra)
         return headers
@@ -313,7 +314,7 @@ class _B2BUA:
         if not fn:
             value = sdp_b
         elif callable(fn):
-            value = _resolve(fn(sdp_b, b_res))
+            value = _resolve(call(fn, sdp_b, b_res, owner=self.srf))
         else:
             value = fn
         self._sdp_cache = (sdp_b, value)
@@ -333,12 +334,12 @@ class _B2BUA:
             uac = result
             final = uac.res
             uac.queue_requests = True
-            _call_user(self.cb_finalized_uac, uac)
+            _call_user(self.cb_finalized_uac, uac, owner=self.srf)
         self._wait_for_pracks()
         try:
             sdp = self._sdp_for_a(final)
-        except Exception as exc:  # noqa: BLE001 - the app's SDP function failed
-            logger.warning("b2bua: local_sdp_a failed on B's answer: %r", exc)
+        except Exception as exc:
+            logger.exception("b2bua: local_sdp_a failed on B's answer")
             self._drop_b(uac, result)
             if not self.res.finished:
                 self.res.send(500, _log_send_error)
@@ -412,10 +413,10 @@ class _B2BUA:
         sdp = ack.body or None
         try:
             if callable(self.local_sdp_b):
-                sdp = _resolve(self.local_sdp_b(sdp))
+                sdp = _resolve(call(self.local_sdp_b, sdp, owner=self.srf))
             uac = _resolve(result.ack(sdp))
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("b2bua: could not complete the late-offer B leg: %r", exc)
+        except Exception as exc:
+            logger.exception("b2bua: could not complete the late-offer B leg")
             uas.destroy(None, _log_send_error)
             self.out.fail(exc)
             return
@@ -426,9 +427,22 @@ class _B2BUA:
 
 # --------------------------------------------------------------------------- entry point
 
+def check_legs(form: str, req: Any, res: Any) -> None:
+    """TypeError naming the expected form unless ``req``/``res`` are the incoming Request and
+    its Response (a common slip is the URI first, as in an old README of the original)."""
+    from .request import Request
+    from .response import Response
+    if not isinstance(req, Request):
+        hint = " (the URI comes after req and res)" if isinstance(req, str) else ""
+        raise TypeError(f"{form}: req must be the incoming Request, got {type(req).__name__} {req!r:.60}{hint}")
+    if not isinstance(res, Response):
+        raise TypeError(f"{form}: res must be the Response of req, got {type(res).__name__} {res!r:.60}")
+
+
 def create_b2bua(srf: Srf, req: Request, res: Response, uri: Any = None, opts: Any = None,
                  progress: Any = None, callback: Any = None, **kwargs: Any) -> Any:
     """Bridge ``req`` (A) to ``uri`` (B); see :meth:`drachtio_srf.Srf.create_b2bua`."""
+    check_legs("create_b2bua(req, res, uri, opts, ...)", req, res)
     uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
     for key in ("cb_request", "cb_provisional", "cb_finalized_uac"):
         if p.get(key) is None and o.get(key) is not None:

@@ -283,6 +283,9 @@ class Dialog(Emitter):
         elif callable(sdp) and opts is None:
             sdp, opts, callback = None, None, sdp
         opts, callback = _split_args(opts, callback)
+        if sdp is not None and not isinstance(sdp, str):
+            raise TypeError(f"modify(sdp, opts, callback): sdp must be a string ('hold', 'unhold' "
+                            f"or an SDP body) or None, got {type(sdp).__name__} {sdp!r:.60}")
         o = normalize_opts(opts, headers=headers, auth=auth, no_ack=no_ack)
         out = self.agent.outcome(callback)
         if not self.connected:

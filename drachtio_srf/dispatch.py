@@ -15,6 +15,7 @@ Futures are resolved directly on the resolving thread (reader or timer), so a wo
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import heapq
 import itertools
@@ -22,8 +23,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Generator, Hashable
 from typing import Any
+
+from .usercode import adapt
 
 logger = logging.getLogger(__name__)
 
@@ -667,6 +670,46 @@ class DrachtioFuture(concurrent.futures.Future):
         with dispatcher.blocking():
             return super().exception(timeout)
 
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await fut`` inside a coroutine: the result (or exception) on the running loop.
+
+        The loop is told straight from the thread that resolves the future (no dispatcher hop,
+        so awaiting never waits for a busy worker); cancelling the awaiting task cancels this
+        future.  ``asyncio.wrap_future(fut)`` works too.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def copy() -> None:        # on the loop
+            if waiter.cancelled():
+                return
+            if self.cancelled():
+                waiter.cancel()
+                return
+            try:
+                value = self.result(0)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                waiter.set_exception(exc)
+                return
+            waiter.set_result(value)
+            loop.call_soon(self._awaited)   # runs when the awaiting coroutine next yields
+
+        def resolved(_fut: concurrent.futures.Future[Any]) -> None:    # any thread: library code
+            try:
+                loop.call_soon_threadsafe(copy)
+            except RuntimeError:      # the loop is closed: nobody is waiting any more
+                pass
+
+        concurrent.futures.Future.add_done_callback(self, resolved)
+        try:
+            return (yield from waiter)
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+
+    def _awaited(self) -> None:
+        """Hook: the coroutine that awaited this future has run up to its next suspension."""
+
 
 _completion_lock = threading.Lock()
 
@@ -687,7 +730,7 @@ class Completion:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._dispatcher = dispatcher
-        self._callback = callback
+        self._callback = adapt(callback, dispatcher)
         self._key = key
         self.future: DrachtioFuture | None = None if callback is not None else DrachtioFuture(dispatcher, key)
         self._done = False

@@ -52,9 +52,9 @@ import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import pyee
 
 from .dispatch import Completion, Dispatcher, DrachtioFuture, Timers
+from .usercode import adapt
 
 if TYPE_CHECKING:
     from .dispatch import HoldHandle, TimerHandle
@@ -75,10 +75,9 @@ _HOLD_MAX = 1.0            # rule 5: last resort against a consumer that never c
 _OUTSIDE_WINDOW = 0.5      # rule 5: window for a consumer outside the workers that cannot be watched
 _UNCLAIMED_WINDOW = 0.3    # rule 5: wait for a consumer when nobody was waiting on the result
 
-# Code in these directories is "the library" for the watch: this package and the emitter it is
-# built on (``dialog.on(...)`` runs pyee's ``on``).
-_LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
-                 os.path.dirname(os.path.abspath(pyee.__file__ or "pyee")) + os.sep)
+# Code in this directory is "the library" for the watch (``dialog.on(...)`` runs the package's own
+# emitter).
+_LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
 
 _local = threading.local()
 _claim_lock = threading.Lock()     # Outcome: first succeed/fail wins (short sections)
@@ -317,6 +316,9 @@ class GatedFuture(DrachtioFuture):
         _release_held()
         return super().exception(timeout)
 
+    def _awaited(self) -> None:
+        _release_held()     # an awaiting coroutine reached its next await: its listeners are on
+
 
 class Outcome:
     """How a public async method reports back: through :class:`Completion` either way.
@@ -329,7 +331,7 @@ class Outcome:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._agent = agent
-        self._callback = callback
+        self._callback = adapt(callback, agent)
         self._done = False
         self._completion: Completion | None = None
         if callback is None:

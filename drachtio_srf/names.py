@@ -145,6 +145,9 @@ def normalize_opts(opts: Mapping[str, Any] | None = None, **kwargs: Any) -> dict
     nested option dicts such as ``reconnect`` are normalised too.
     """
     out: dict[str, Any] = {}
+    if opts is not None and not isinstance(opts, Mapping):
+        raise TypeError(f"options must be a dict (the JS options object) or keywords, got "
+                        f"{type(opts).__name__} {opts!r:.60}")
     if opts:
         for key, value in opts.items():
             skey = to_snake(key)

@@ -21,6 +21,7 @@ from .emitter import Emitter
 from .message_view import MessageView
 from .names import install_aliases
 from .sip import STATUS_REASONS, SipMessage
+from .usercode import adapt
 
 if TYPE_CHECKING:
     from .agent import Agent, ServerConn
@@ -171,6 +172,9 @@ class Response(MessageView, Emitter):
             hdrs = {}
         if headers:
             hdrs.update(headers)
+        if callback is not None or fn_ack is not None:
+            callback = adapt(callback, self)
+            fn_ack = adapt(fn_ack, self)
         if self._send_disabled:
             logger.debug("response to an unsolicited request: nothing sent")
             return None

@@ -5,12 +5,14 @@ verb handlers for new requests, sends requests, and creates dialogs as UAS or UA
 method takes an optional last-argument callback ``(err, *results)`` or returns a Future.
 Events (always emitted from the dispatcher): ``connect(err, hostport, server_version,
 local_hostports)``, ``error(err)``, ``close``/``disconnect``, ``reconnecting({delay, attempt})``,
-``listening``, ``cdr:attempt|start|stop``.
+``listening``, ``cdr:attempt|start|stop``.  A ``connect`` (client mode) or ``listening`` listener
+added after that event was emitted, while still connected (listening), is called once, at once,
+with the same arguments: ``srf.connect(cfg); srf.on('connect', fn)`` always works.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
-import inspect
 import logging
 import re
 import ssl
@@ -20,7 +22,7 @@ from typing import Any
 
 from . import sdp as sdp_edit
 from .agent import Agent, ServerConn, dialog_key
-from .b2bua import create_b2bua
+from .b2bua import check_legs, create_b2bua
 from .dialog import Dialog
 from .emitter import Emitter
 from .errors import DrachtioError, NotConnectedError, SipError
@@ -28,6 +30,7 @@ from .names import install_aliases, normalize_opts, uac_args
 from .request import Request
 from .response import Response
 from .sip import AttrDict, SipMessage, parse_uri, stringify_uri
+from .usercode import LoopRunner, adapt, arity, bind_runner, call, describe
 
 logger = logging.getLogger(__name__)
 
@@ -43,31 +46,8 @@ _TAG = re.compile(r"^[a-zA-Z0-9\-_+@:]+$")
 _SRF_KEY = ("srf",)
 
 
-_ARITY: dict[Any, int] = {}     # middleware -> its positional parameter count (inspect is slow)
-
-
-def _param_count(fn: Callable[..., Any]) -> int:
-    try:
-        return _ARITY[fn]
-    except KeyError:
-        n = _ARITY[fn] = _count_params(fn)
-        return n
-    except TypeError:                # unhashable callable object
-        return _count_params(fn)
-
-
-def _count_params(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 3
-    n = 0
-    for p in params:
-        if p.kind == p.VAR_POSITIONAL:
-            return 99
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            n += 1
-    return n
+#: events replayed to a listener added after they were emitted, while still true (Srf._store)
+_REPLAYED = ("connect", "listening")
 
 
 def _tls_context(tls: Any) -> ssl.SSLContext | None:
@@ -100,10 +80,13 @@ class Srf(Emitter):
     parse_uri = staticmethod(parse_uri)
     stringify_uri = staticmethod(stringify_uri)
 
-    def __init__(self, tags: str | list[str] | None = None, *, max_workers: int = 64) -> None:
-        """``tags`` as drachtio-srf.  ``max_workers`` caps the threads that run user code
-        (handlers, callbacks, listeners): one is busy per handler that blocks at the same time,
-        and work beyond the cap waits for one to free (a WARNING is logged the first time)."""
+    def __init__(self, tags: str | list[str] | None = None, *, max_workers: int = 64,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``tags`` route requests by tag, as drachtio-srf.  ``max_workers`` caps the threads that
+        run user code (handlers, callbacks, listeners): one is busy per handler that blocks at the
+        same time, and work beyond the cap waits for one to free (a WARNING is logged the first
+        time).  ``loop`` is the asyncio loop that ``async def`` handlers and listeners run on
+        (default: one the library starts when first needed)."""
         super().__init__()
         if isinstance(max_workers, bool) or not isinstance(max_workers, int):
             raise TypeError(f"max_workers must be an int, got {type(max_workers).__name__}")
@@ -122,8 +105,13 @@ class Srf(Emitter):
         self._dialogs: dict[str, Dialog] = {}
         self._dialogs_lock = threading.Lock()
         self._stack: list[tuple[str | None, Callable[..., Any]]] = []
+        self._loop_runner = LoopRunner()
+        self.loop = loop
+        self._replay: dict[str, tuple[Any, ...]] = {}     # event -> args, while still true
+        self._replay_lock = threading.Lock()
         self._agent = Agent(self, on_request=self._handle_request, find_dialog=self.find_dialog_by_id)
         self._agent.dispatcher.max_workers = max_workers
+        bind_runner(self._agent.dispatcher, self._loop_runner)
         self._agent.on_authenticated = self._on_authenticated
         self._agent.on_conn_closed = self._on_conn_closed
         self._reconnector: Any = None
@@ -135,22 +123,78 @@ class Srf(Emitter):
         self._mode: str | None = None
 
     # -- events ---------------------------------------------------------------------------------
-    def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any]) -> None:
+    def _add_event_handler(self, event: str, k: Callable[..., Any], v: Callable[..., Any] | None,
+                           **kw: Any) -> None:
         """Every way of adding a listener ends here: a ``cdr:*`` listener asks the server for
         those records (``route|cdr:<kind>``, before or after connect; a second listener for the
         same event just adds to it, where drachtio-srf threw: defect 12)."""
-        super()._add_event_handler(event, k, v)
+        super()._add_event_handler(event, k, v, **kw)
         if event in CDR_EVENTS:
             agent = getattr(self, "_agent", None)
             if agent is not None:
                 agent.add_route(event)
+
+    def _store(self, event: str, entry: Any, first: bool) -> None:
+        """A 'connect'/'listening' listener added after that event gets it now (see
+        :meth:`_emit_replayable`): one lock with the emit, so exactly once."""
+        if event not in _REPLAYED:
+            super()._store(event, entry, first)
+            return
+        with self._replay_lock:
+            super()._store(event, entry, first)
+            replay = self._replay.get(event)
+        if replay is not None:
+            self._agent.submit(_SRF_KEY, self._replay_to, event, entry[0], entry[2], replay)
 
     def _emit(self, event: str, *args: Any) -> None:
         """Emit an Srf event on the dispatcher; an 'error' nobody listens to is logged."""
         if event == "error" and not self.listeners("error"):
             logger.error("drachtio error: %s", args[0] if args else "")
             return
+        replayable = event == "listening" or (
+            event == "connect" and self._mode == "client" and (not args or args[0] is None))
+        if replayable:
+            self._agent.submit(_SRF_KEY, self._emit_replayable, event, args)
+            return
         self._agent.emit_on(_SRF_KEY, self, event, *args)
+
+    def _emit_replayable(self, event: str, args: tuple[Any, ...]) -> None:
+        """Emit ``event`` and keep its arguments for listeners added later (one lock with
+        :meth:`_add_event_handler`, so each listener gets the event exactly once)."""
+        with self._replay_lock:
+            self._replay[event] = args
+            entries = self._events.get(event)
+        if entries:
+            self._call_entries(event, entries, args, {})
+
+    def _replay_to(self, event: str, f: Callable[..., Any], once: bool, args: tuple[Any, ...]) -> None:
+        """A listener added after ``event`` was emitted (and while it still holds) gets it now."""
+        if once and not self._remove(event, f):
+            return
+        call(f, *args, owner=self)
+
+    def _forget(self, event: str) -> None:
+        with self._replay_lock:
+            self._replay.pop(event, None)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The asyncio loop ``async def`` handlers, listeners and callbacks run on.
+
+        None (the default) means a loop the library owns, on a thread named
+        ``drachtio-asyncio`` started on first use and stopped by :meth:`disconnect`.  Set it
+        (or pass ``Srf(loop=...)``) to run them on the application's own loop.
+        """
+        return self._loop_runner.app_loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop_runner.app_loop = loop
+
+    def set_event_loop(self, loop: asyncio.AbstractEventLoop | None) -> Srf:
+        """Same as setting :attr:`loop`; returns the Srf."""
+        self.loop = loop
+        return self
 
     @property
     def socket(self) -> ServerConn | None:
@@ -180,6 +224,9 @@ class Srf(Emitter):
         """
         if callable(opts):
             callback, opts = opts, None
+        if opts is not None and not isinstance(opts, Mapping):
+            raise TypeError(f"connect(opts, callback): opts must be a dict such as {{'host': ..., "
+                            f"'port': 9022, 'secret': ...}}, got {type(opts).__name__} {opts!r:.60}")
         raw = dict(opts or {})
         js_ping = raw.pop("pingInterval", None)
         o = normalize_opts(raw, host=host, port=port, secret=secret, tags=tags, tls=tls,
@@ -195,6 +242,7 @@ class Srf(Emitter):
             raise DrachtioError("already connected; call disconnect() first")
         agent.ensure_runtime()
         agent.dispatcher.max_workers = self.max_workers
+        bind_runner(agent.dispatcher, self._loop_runner)
         agent.closing = False
         self._mode = "client"
         self._auth_failed = False
@@ -203,7 +251,12 @@ class Srf(Emitter):
         agent.enable_ping = bool(o.get("enable_ping"))
         agent.ping_interval = interval
         host_ = o.get("host") or "127.0.0.1"
-        port_ = int(o.get("port") or 9022)
+        if not isinstance(host_, str):
+            raise TypeError(f"connect: host must be a string, got {type(host_).__name__} {host_!r:.60}")
+        try:
+            port_ = int(o.get("port") or 9022)
+        except (TypeError, ValueError):
+            raise TypeError(f"connect: port must be a number, got {o.get('port')!r:.60}") from None
         ctx = _tls_context(o.get("tls"))
         recon = o.get("reconnect", True)
         self._reconnect = recon is not False
@@ -288,6 +341,8 @@ class Srf(Emitter):
             self._connect_out.succeed(sc.hostport)
 
     def _on_conn_closed(self, sc: ServerConn, err: BaseException | None) -> None:
+        if not sc.outbound:
+            self._agent.submit(_SRF_KEY, self._forget, "connect")   # (in order with its emit)
         self._emit("close", sc)
         self._emit("disconnect", sc)
         if not self._agent.closing:
@@ -321,6 +376,7 @@ class Srf(Emitter):
         agent = self._agent
         agent.ensure_runtime()
         agent.dispatcher.max_workers = self.max_workers
+        bind_runner(agent.dispatcher, self._loop_runner)
         agent.closing = False
         self._mode = "listen"
         agent.secret = o.get("secret") or ""
@@ -377,8 +433,12 @@ class Srf(Emitter):
             t.join(15.0)
         self._fail_connect(NotConnectedError("disconnected"))
         self._mode = None
+        with self._replay_lock:
+            self._replay.clear()
         agent.timers.shutdown()
-        return agent.dispatcher.shutdown(wait=True, timeout=timeout)
+        stopped = agent.dispatcher.shutdown(wait=True, timeout=timeout)
+        self._loop_runner.close()
+        return stopped
 
     close = disconnect
 
@@ -471,30 +531,31 @@ class Srf(Emitter):
                 m, fn = layers[i]
                 if m is not None and m != method:
                     continue
-                n = _param_count(fn)
-                is_error_handler = n == 4
+                is_error_handler = arity(fn) == 4
                 try:
                     if err is not None:
                         if is_error_handler:
-                            fn(err, req, res, next_)
+                            call(fn, err, req, res, next_, owner=self)
                             return
                         continue
                     if is_error_handler:
                         continue
-                    if n >= 3:
-                        fn(req, res, next_)
-                    else:
-                        fn(req, res)
+                    call(fn, req, res, next_, owner=self)
                     return
                 except Exception as exc:  # a failing layer passes its error on
-                    logger.debug("middleware %r raised", fn, exc_info=True)
+                    logger.exception("%s handler %s raised", req.method, describe(fn))
+                    try:
+                        exc._drachtio_logged = True  # type: ignore[attr-defined]
+                    except AttributeError:
+                        pass
                     err = exc
 
         next_()
 
     def _final_handler(self, req: Request, res: Response, err: BaseException | None) -> None:
         if err is not None:
-            logger.error("unhandled error for %s: %r", req.method, err)
+            if not getattr(err, "_drachtio_logged", False):
+                logger.error("unhandled error for %s: %r", req.method, err)
             if not res.finished:
                 status = getattr(err, "status", None)
                 res.send(status if isinstance(status, int) and status >= 300 else 500)
@@ -519,6 +580,9 @@ class Srf(Emitter):
             callback, opts = opts, None
         o = normalize_opts(opts, **kwargs)
         uri = uri or o.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise TypeError(f"request: the uri must be a string such as 'sip:user@host', got "
+                            f"{type(uri).__name__} {uri!r:.60}")
         method = o.get("method")
         if not isinstance(method, str):
             raise TypeError("request: opts.method must be a string")
@@ -548,6 +612,7 @@ class Srf(Emitter):
         cb(err, dialog)|Future of the Dialog, delivered when the server confirms the answer was
         sent (before the ACK).  A CANCEL from the far end fails it with SipError(487).
         """
+        check_legs("create_uas(req, res, opts, callback)", req, res)
         if callable(opts) and callback is None:
             callback, opts = opts, None
         o = normalize_opts(opts, local_sdp=local_sdp, body=body, headers=headers)
@@ -603,7 +668,7 @@ class Srf(Emitter):
                 send(value)
 
         try:
-            produced(content() if callable(content) else content)
+            produced(call(content, owner=self) if callable(content) else content)
         except Exception as exc:  # noqa: BLE001 - the SDP function failed
             out.fail(exc)
         return out.returned(self)
@@ -622,13 +687,16 @@ class Srf(Emitter):
         ACK; with ``no_ack`` the result is ``{sdp, res, ack(local_sdp) -> Future[Dialog]}``.
         """
         uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
-        cb_request = p.get("cb_request")
-        cb_provisional = p.get("cb_provisional")
+        cb_request = adapt(p.get("cb_request"), self)
+        cb_provisional = adapt(p.get("cb_provisional"), self)
         uri = uri or o.get("uri")
         method = (o.get("method") or "INVITE").upper()
         if method not in ("INVITE", "SUBSCRIBE"):
             raise ValueError("create_uac: method must be INVITE or SUBSCRIBE")
-        if not uri or not isinstance(uri, str):
+        if uri is not None and not isinstance(uri, str):
+            raise TypeError(f"create_uac: uri must be a string such as 'sip:user@host', got "
+                            f"{type(uri).__name__} {uri!r:.60}")
+        if not uri:
             raise ValueError("create_uac: uri must be specified")
         if parse_uri(uri) is None:
             if "@" not in uri and not uri.startswith("sip:"):
@@ -761,6 +829,9 @@ class Srf(Emitter):
     def proxy_request(self, req: Request, destination: Any = None, opts: Any = None, callback: Any = None,
                       **kwargs: Any) -> Any:
         """Proxy ``req`` to ``destination`` (str or list; default its request-URI)."""
+        if not isinstance(req, Request):
+            raise TypeError(f"proxy_request(req, destination, opts, callback): req must be the incoming "
+                            f"Request, got {type(req).__name__} {req!r:.60}")
         if callable(destination) and opts is None:
             destination, callback = None, destination
         elif isinstance(destination, Mapping):

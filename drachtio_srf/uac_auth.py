@@ -33,6 +33,7 @@ from .digest import (
     choose_challenge,
     parse_challenges,
 )
+from .usercode import call
 
 if TYPE_CHECKING:
     from .channel import ServerConn
@@ -222,7 +223,7 @@ def _get_credentials(agent: Agent, auth: Any, req: Request, res: Response,
     def run() -> None:
         wants_cb = _takes_callback(auth)
         try:
-            value = auth(req, res, callback) if wants_cb else auth(req, res)
+            value = call(auth, req, res, callback, owner=agent) if wants_cb else call(auth, req, res, owner=agent)
         except Exception as exc:  # noqa: BLE001 - reported as the challenge reaching the app
             finish(exc, None)
             return
