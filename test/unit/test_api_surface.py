@@ -148,3 +148,16 @@ def test_sip_error_fields_and_message():
     assert SipError(503).reason is None
     with pytest.raises(TypeError):
         SipError("486")
+
+
+@pytest.mark.parametrize("tags", ["bad,tag", ["ok", "x" * 33], [f"t{i}" for i in range(21)], [7]])
+def test_bad_tags_raise_an_error_that_is_both_value_error_and_assertion_error(tags):
+    """drachtio-srf asserts on its tags (AssertionError); Python code expects ValueError: both catch it."""
+    with pytest.raises(ValueError) as caught:
+        Srf(tags)
+    assert isinstance(caught.value, AssertionError)
+    assert isinstance(caught.value, drachtio_srf.ArgumentError)
+    try:
+        Srf(tags)
+    except AssertionError as err:       # a line ported from a JS test's assert.throws
+        assert "tag" in str(err)
