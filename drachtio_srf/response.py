@@ -9,7 +9,7 @@
 
 (plus ``headers=``/``body=`` keywords).  ``callback(err, sent_msg)`` runs when the server echoes
 what it sent; ``fn_ack(req)`` runs when the ACK (to a 200) or PRACK (to a reliable 1xx) arrives.
-Events: ``end({status, reason})`` as soon as a final response is sent, ``finish`` after it.
+Events: ``end({status, reason})`` (attribute or item access) as soon as a final response is sent, ``finish`` after it.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .emitter import Emitter
 from .message_view import MessageView
 from .names import install_aliases
-from .sip import STATUS_REASONS, SipMessage
+from .sip import STATUS_REASONS, AttrDict, SipMessage
 
 if TYPE_CHECKING:
     from .agent import Agent, ServerConn
@@ -209,7 +209,7 @@ class Response(MessageView, Emitter):
         if status >= 200:
             self.finished = True
             if self._events.get("end"):
-                self.emit("end", {"status": status, "reason": reason})
+                self.emit("end", AttrDict(status=status, reason=reason))
         return result
 
     def end(self, data: Any = None,

@@ -321,7 +321,7 @@ class Srf(Emitter):
             return
         delay = rc.next_delay()
         if delay is not None:
-            self._emit("reconnecting", {"delay": int(delay * 1000), "attempt": rc.attempts + 1})
+            self._emit("reconnecting", AttrDict(delay=int(delay * 1000), attempt=rc.attempts + 1))
         rc.start()
 
     def _on_authenticated(self, sc: ServerConn, err: BaseException | None) -> None:
