@@ -91,3 +91,17 @@ def test_members_named_in_the_docs_exist():
                 if m[2] != "py" and m[2] not in members[m[1]]:
                     missing.append(f"{doc.name}: {m[0]} (in `{code}`)")
     assert not missing, missing
+
+
+def test_the_docs_reference_only_files_of_the_repository():
+    """README.md and docs/ point at no file outside the repository (such as a design folder
+    next to the clone): every ``*.md`` they name is a file of the repository."""
+    import subprocess
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+    names = {Path(f).name for f in listed.split()} or {p.name for p in ROOT.rglob("*.md")}
+    outside = []
+    for doc in DOCS:
+        for m in re.finditer(r"[\w./-]*\.md\b", doc.read_text(encoding="utf-8")):
+            if "../" in m[0] or Path(m[0]).name not in names:
+                outside.append(f"{doc.name}: {m[0]}")
+    assert not outside, outside
