@@ -8,6 +8,7 @@ piece of a larger app) and is not run.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -58,8 +59,9 @@ def test_the_docs_have_runnable_snippets_and_only_known_markers():
 def test_snippet_runs(doc, line, info, code, tmp_path):
     path = tmp_path / f"{Path(doc).stem}_{line}.py"
     path.write_text(code, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, str(RUNNER), str(path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=100, check=False)
+                          text=True, timeout=100, check=False, env=env)
     assert proc.returncode == 0 and "SNIPPET OK" in proc.stdout, (
         f"{doc}:{line} failed\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
 
