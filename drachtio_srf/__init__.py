@@ -1,21 +1,33 @@
 """drachtio_srf: SIP applications on drachtio-server, in Python (a port of drachtio-srf).
 
 Async methods take an optional callback ``(err, *results)`` or return a
-``concurrent.futures.Future``; asyncio users can ``await asyncio.wrap_future(fut)``.
+:class:`DrachtioFuture` (a ``concurrent.futures.Future``); asyncio users can
+``await asyncio.wrap_future(fut)``.
 """
 from . import errors, models
 from .dialog import Dialog
+from .dispatch import DrachtioFuture
 from .errors import (
+    ArgumentError,
     AuthenticationError,
     ConnectionLostError,
     DrachtioError,
     NotConnectedError,
     SipError,
 )
-from .models import SipEndpointInfo, SipInfo
+from .models import (
+    B2BUAResult,
+    Callback,
+    ProxyResult,
+    Registration,
+    ServerInfo,
+    SipEndpointInfo,
+    SipInfo,
+    json_default,
+)
 from .request import Request
 from .response import Response
-from .sip import SipMessage, parse_uri, parseUri, stringify_uri, stringifyUri
+from .sip import AttrDict, SipMessage, SipParseError, parse_uri, parseUri, stringify_uri, stringifyUri
 from .srf import Srf
 from .trace import configure_from_env as _configure_trace
 
@@ -25,20 +37,32 @@ SipResponse = Response
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
+    "AttrDict",
     "AuthenticationError",
+    "B2BUAResult",
+    "Callback",
     "ConnectionLostError",
     "Dialog",
     "DrachtioError",
+    "DrachtioFuture",
     "NotConnectedError",
+    "ProxyResult",
+    "Registration",
+    "Request",
+    "Response",
+    "ServerInfo",
     "SipEndpointInfo",
     "SipError",
     "SipInfo",
     "SipMessage",
+    "SipParseError",
     "SipRequest",
     "SipResponse",
     "Srf",
     "__version__",
     "errors",
+    "json_default",
     "models",
     "parseUri",
     "parse_uri",

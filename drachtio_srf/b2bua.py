@@ -2,7 +2,8 @@
 
 The B leg is placed with ``Srf.create_uac``; its provisional responses are relayed to A, its
 failure is passed back to A (``pass_failure``), and when B answers, A is answered with
-``Srf.create_uas``.  The result is ``{uas, uac}`` (an AttrDict: ``r.uas`` or ``r["uas"]``) with
+``Srf.create_uas``.  The result is a :class:`~drachtio_srf.models.B2BUAResult` (``r.uas``,
+``r["uas"]`` or ``uas, uac = r``) with
 ``uas.other is uac`` and ``uac.other is uas``.  A BYE on one leg does not end the other: the
 application wires that itself (``uas.on('destroy', lambda *_: uac.destroy())``), as in drachtio-srf.
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import sdp as sdp_edit
 from .agent import dialog_key
 from .errors import DrachtioError, SipError
+from .models import B2BUAResult
 from .names import uac_args
 from .sip import AttrDict
 from .usercode import call, describe
@@ -406,7 +408,7 @@ class _B2BUA:
             self.srf._agent.submit(dialog_key(uas.id), setattr, uac, "queue_requests", False)
         uas.once("ack", release)
         uas.once("destroy", release)
-        self.out.succeed_here(AttrDict(uas=uas, uac=uac), dialog_key(uas.id))
+        self.out.succeed_here(B2BUAResult(uas, uac), dialog_key(uas.id))
 
     def _on_a_ack_3pcc(self, uas: Dialog, result: Any, ack: Request) -> None:
         """Late offer: A's ACK carries A's answer; ACK B with it (through local_sdp_b)."""
@@ -422,7 +424,7 @@ class _B2BUA:
             return
         uas.other = uac
         uac.other = uas
-        self.out.succeed_here(AttrDict(uas=uas, uac=uac), dialog_key(uas.id))
+        self.out.succeed_here(B2BUAResult(uas, uac), dialog_key(uas.id))
 
 
 # --------------------------------------------------------------------------- entry point

@@ -12,17 +12,18 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, overload
 
 from . import sdp as sdp_edit
 from .agent import dialog_key, ignore_echo
 from .emitter import Emitter
 from .errors import DrachtioError, SipError
-from .models import SipEndpointInfo, SipInfo
+from .models import Callback, SipEndpointInfo, SipInfo
 from .names import install_aliases, normalize_opts
-from .sip import SipMessage, parse_uri
+from .sip import AttrDict, SipMessage, parse_uri
 
 if TYPE_CHECKING:
+    from .dispatch import DrachtioFuture
     from .request import Request
     from .response import Response
     from .srf import Srf
@@ -59,10 +60,50 @@ def _contact_uri(contact: str | None) -> str | None:
     return _first_contact_uri(msg)
 
 
+_R = TypeVar("_R")
+#: an option dict (JS keys or PEP 8 keys)
+Opts = Mapping[str, Any]
+
+
+class _InDialogSender(Protocol, Generic[_R]):
+    """``dialog.info(...)`` & co: ``request(method=...)`` with the method filled in."""
+
+    @overload
+    def __call__(self, opts: Opts | None = None, callback: None = None,
+                 **kwargs: Any) -> DrachtioFuture[_R]: ...
+    @overload
+    def __call__(self, opts: Opts | None, callback: Callback[_R], **kwargs: Any) -> Dialog: ...
+    @overload
+    def __call__(self, opts: Callback[_R], **kwargs: Any) -> Dialog: ...
+    @overload
+    def __call__(self, *, callback: Callback[_R], **kwargs: Any) -> Dialog: ...
+
+
+class _ShortcutMethod(Protocol, Generic[_R]):
+    """What type checkers see for ``Dialog.info`` & co: a method giving an :class:`_InDialogSender`."""
+
+    @overload
+    def __get__(self, obj: None, owner: Any, /) -> _ShortcutMethod[_R]: ...
+    @overload
+    def __get__(self, obj: Dialog, owner: Any, /) -> _InDialogSender[_R]: ...
+
+
 def _split_args(opts: Any, callback: Any) -> tuple[dict[str, Any], Any]:
     if callable(opts) and callback is None:
         return {}, opts
     return dict(opts or {}), callback
+
+
+def _shortcut(method: str) -> _ShortcutMethod[Any]:
+    """The method sending ``method`` inside the dialog (``dialog.info(...)``)."""
+    def send(self: Dialog, opts: Any = None, callback: Any = None, **kwargs: Any) -> Any:
+        opts, callback = _split_args(opts, callback)
+        opts = normalize_opts(opts, **kwargs)
+        opts["method"] = method
+        return self.request(opts, callback)
+    send.__name__ = send.__qualname__ = method.lower()
+    send.__doc__ = f"Send {method} inside the dialog: ``request(method='{method}', ...)``."
+    return cast("_ShortcutMethod[Any]", send)
 
 
 @install_aliases
@@ -223,6 +264,19 @@ class Dialog(Emitter):
             self.remove_all_listeners()
         self.agent.submit(dialog_key(self.id), lost)
 
+    @overload
+    def destroy(self, opts: Opts | None = None, callback: None = None, *,
+                headers: Mapping[str, Any] | None = None, auth: Any = None) -> DrachtioFuture[Request]: ...
+    @overload
+    def destroy(self, opts: Opts | None, callback: Callback[Request], *,
+                headers: Mapping[str, Any] | None = None, auth: Any = None) -> Dialog: ...
+    @overload
+    def destroy(self, opts: Callback[Request], *,
+                headers: Mapping[str, Any] | None = None, auth: Any = None) -> Dialog: ...
+    @overload
+    def destroy(self, *, callback: Callback[Request],
+                headers: Mapping[str, Any] | None = None, auth: Any = None) -> Dialog: ...
+
     def destroy(self, opts: Any = None, callback: Any = None, *, headers: Mapping[str, Any] | None = None,
                 auth: Any = None) -> Any:
         """End the dialog: BYE (INVITE dialog) or NOTIFY ``Subscription-State: terminated``.
@@ -273,11 +327,33 @@ class Dialog(Emitter):
         return out.returned(self)
 
     # -- modify (re-INVITE) --------------------------------------------------------------------------
+    @overload
+    def modify(self, sdp: str | Opts | None = None, opts: Opts | None = None, callback: None = None, *,
+               headers: Mapping[str, Any] | None = None, auth: Any = None,
+               no_ack: bool | None = None) -> DrachtioFuture[str]: ...
+    @overload
+    def modify(self, sdp: str | Opts | None, opts: Opts | None, callback: Callable[..., object], *,
+               headers: Mapping[str, Any] | None = None, auth: Any = None,
+               no_ack: bool | None = None) -> Dialog: ...
+    @overload
+    def modify(self, sdp: str | Opts | None, opts: Callable[..., object], *,
+               headers: Mapping[str, Any] | None = None, auth: Any = None,
+               no_ack: bool | None = None) -> Dialog: ...
+    @overload
+    def modify(self, sdp: Callable[..., object], *,
+               headers: Mapping[str, Any] | None = None, auth: Any = None,
+               no_ack: bool | None = None) -> Dialog: ...
+    @overload
+    def modify(self, sdp: str | Opts | None = None, *, callback: Callable[..., object],
+               headers: Mapping[str, Any] | None = None, auth: Any = None,
+               no_ack: bool | None = None) -> Dialog: ...
+
     def modify(self, sdp: Any = None, opts: Any = None, callback: Any = None, *,
                headers: Mapping[str, Any] | None = None, auth: Any = None, no_ack: bool | None = None) -> Any:
         """Send a re-INVITE: ``sdp`` is new local SDP, ``'hold'`` or ``'unhold'`` (or None with
         ``no_ack`` for 3pcc).  cb(err, remote_sdp[, ack])|Future of the remote SDP, or of
-        ``{'sdp', 'ack'}`` for 3pcc.  One re-INVITE at a time; later calls wait their turn."""
+        ``{sdp, ack}`` for 3pcc (typed as the SDP: ``typing.cast`` it).  One re-INVITE at a
+        time; later calls wait their turn."""
         if isinstance(sdp, Mapping):
             sdp, opts, callback = None, sdp, opts
         elif callable(sdp) and opts is None:
@@ -355,7 +431,7 @@ class Dialog(Emitter):
                             if callback is not None:
                                 out.succeed(res.body, ack_3pcc, key=dialog_key(self.id))
                             else:
-                                out.succeed({"sdp": res.body, "ack": ack_3pcc})
+                                out.succeed(AttrDict(sdp=res.body, ack=ack_3pcc))
                             return
                         ack()
                         out.succeed(res.body, key=dialog_key(self.id))
@@ -386,11 +462,25 @@ class Dialog(Emitter):
         return out.returned(self)
 
     # -- generic in-dialog request -----------------------------------------------------------------
+    @overload
+    def request(self, opts: Opts | None = None, callback: None = None, *, method: str | None = None,
+                headers: Mapping[str, Any] | None = None, body: str | None = None, auth: Any = None,
+                no_ack: bool | None = None) -> DrachtioFuture[Response]: ...
+    @overload
+    def request(self, opts: Opts | None, callback: Callable[..., object], *, method: str | None = None,
+                headers: Mapping[str, Any] | None = None, body: str | None = None, auth: Any = None,
+                no_ack: bool | None = None) -> Dialog: ...
+    @overload
+    def request(self, opts: Opts | None = None, *, callback: Callable[..., object],
+                method: str | None = None, headers: Mapping[str, Any] | None = None,
+                body: str | None = None, auth: Any = None, no_ack: bool | None = None) -> Dialog: ...
+
     def request(self, opts: Any = None, callback: Any = None, *, method: str | None = None,
                 headers: Mapping[str, Any] | None = None, body: str | None = None, auth: Any = None,
                 no_ack: bool | None = None) -> Any:
         """Send a request inside the dialog.  cb(err, res[, ack])|Future of the final response
-        (of the sent request for ACK and CANCEL, whose responses never reach the app)."""
+        (of the sent request for ACK and CANCEL, whose responses never reach the app; of
+        ``{res, ack}`` for an INVITE with ``no_ack`` and no body)."""
         opts, callback = _split_args(opts, callback)
         o = normalize_opts(opts, method=method, headers=headers, body=body, auth=auth, no_ack=no_ack)
         m = o.get("method")
@@ -423,7 +513,7 @@ class Dialog(Emitter):
                         if callback is not None:
                             out.succeed(res, ack, key=dialog_key(self.id))
                         else:
-                            out.succeed({"res": res, "ack": ack})
+                            out.succeed(AttrDict(res=res, ack=ack))
                         return
                     ack()
                 if (self.dialog_type == "SUBSCRIBE" and m == "NOTIFY"
@@ -545,18 +635,31 @@ class Dialog(Emitter):
         else:
             self.emit("modify", req, res)
 
+    # -- a shortcut per method: dialog.info(opts) is dialog.request(opts, method="INFO") ------------
+    info: _ShortcutMethod[Response] = _shortcut("INFO")
+    notify: _ShortcutMethod[Response] = _shortcut("NOTIFY")
+    refer: _ShortcutMethod[Response] = _shortcut("REFER")
+    update: _ShortcutMethod[Response] = _shortcut("UPDATE")
+    message: _ShortcutMethod[Response] = _shortcut("MESSAGE")
+    options: _ShortcutMethod[Response] = _shortcut("OPTIONS")
+    invite: _ShortcutMethod[Response] = _shortcut("INVITE")
+    bye: _ShortcutMethod[Response] = _shortcut("BYE")
+    prack: _ShortcutMethod[Response] = _shortcut("PRACK")
+    publish: _ShortcutMethod[Response] = _shortcut("PUBLISH")
+    subscribe: _ShortcutMethod[Response] = _shortcut("SUBSCRIBE")
+    register: _ShortcutMethod[Response] = _shortcut("REGISTER")
+    cancel: _ShortcutMethod[Request] = _shortcut("CANCEL")      # done when sent (no response)
+    ack: _ShortcutMethod[Request] = _shortcut("ACK")            # done when sent (no response)
 
-def _shortcut(method: str) -> Callable[..., Any]:
-    def send(self: Dialog, opts: Any = None, callback: Any = None, **kwargs: Any) -> Any:
-        opts, callback = _split_args(opts, callback)
-        opts = normalize_opts(opts, **kwargs)
-        opts["method"] = method
-        return self.request(opts, callback)
-    send.__name__ = method.lower()
-    send.__doc__ = f"Send {method} inside the dialog: ``request(method='{method}', ...)``."
-    return send
+    # -- JS names: the same objects (the table is names.ALIASES; a unit test checks they agree) ---
+    dialogType = dialog_type
+    onHold = on_hold
+    subscribeEvent = subscribe_event
+    toJSON = to_json
+    getCountOfSubscriptions = get_count_of_subscriptions
+    addSubscription = add_subscription
+    removeSubscription = remove_subscription
+    queueRequests = queue_requests
 
 
-for _m in ("INFO", "NOTIFY", "REFER", "UPDATE", "MESSAGE", "OPTIONS", "INVITE", "BYE", "PRACK",
-           "PUBLISH", "SUBSCRIBE", "REGISTER", "CANCEL", "ACK"):
-    setattr(Dialog, _m.lower(), _shortcut(_m))
+

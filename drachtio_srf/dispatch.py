@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Hashable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .usercode import adapt
 
@@ -34,6 +34,8 @@ __all__ = ["Completion", "Dispatcher", "DrachtioFuture", "HoldHandle", "TimerHan
 
 # A ready item: (key, fn, args, kwargs).
 _Item = tuple[Any, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+_T = TypeVar("_T")
 
 
 class Dispatcher:
@@ -622,11 +624,13 @@ class Timers:
                 logger.exception("timer callback %r raised", fn)
 
 
-class DrachtioFuture(concurrent.futures.Future):
-    """A Future whose ``add_done_callback`` callbacks run on the dispatcher.
+class DrachtioFuture(concurrent.futures.Future[_T], Generic[_T]):
+    """A ``concurrent.futures.Future`` of a ``_T`` whose ``add_done_callback`` callbacks run on
+    the dispatcher.
 
     The library resolves futures on its reader/timer threads so that a worker blocked in
     ``result()`` is never needed to resolve it; user callbacks still never run on those threads.
+    Generic for type checkers: ``srf.create_uas(...)`` is a ``DrachtioFuture[Dialog]``.
     ``asyncio`` users can ``await asyncio.wrap_future(fut)``.
     """
 
@@ -635,7 +639,7 @@ class DrachtioFuture(concurrent.futures.Future):
         self._dispatcher = dispatcher
         self._key = key
 
-    def add_done_callback(self, fn: Callable[[concurrent.futures.Future], object]) -> None:
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[_T]], object]) -> None:
         """Call ``fn(future)`` on a dispatcher worker once the future is done (even if it already is)."""
         dispatcher = self._dispatcher
         if dispatcher is None:
@@ -643,7 +647,7 @@ class DrachtioFuture(concurrent.futures.Future):
             return
         key = self._key
 
-        def hop(fut: concurrent.futures.Future) -> None:
+        def hop(fut: concurrent.futures.Future[_T]) -> None:
             if not dispatcher._submit(key, fn, (fut,), {}):
                 # The pool is gone (after disconnect): running here beats never running at all.
                 try:
@@ -670,7 +674,7 @@ class DrachtioFuture(concurrent.futures.Future):
         with dispatcher.blocking():
             return super().exception(timeout)
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, _T]:
         """``await fut`` inside a coroutine: the result (or exception) on the running loop.
 
         The loop is told straight from the thread that resolves the future (no dispatcher hop,
@@ -732,7 +736,8 @@ class Completion:
         self._dispatcher = dispatcher
         self._callback = adapt(callback, dispatcher)
         self._key = key
-        self.future: DrachtioFuture | None = None if callback is not None else DrachtioFuture(dispatcher, key)
+        self.future: DrachtioFuture[Any] | None = (
+            None if callback is not None else DrachtioFuture(dispatcher, key))
         self._done = False
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArgumentError",
     "AuthenticationError",
     "ConnectionLostError",
     "DrachtioError",
@@ -31,8 +32,36 @@ class SipError(Exception):
     def name(self) -> str:
         return "SipError"
 
+    @property
+    def message(self) -> str:
+        """The JS ``message``: ``Sip non-success response: <status>``."""
+        return str(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``JSON.stringify(err)`` gives in JS: ``{name, status, reason}`` (and ``res`` when
+        the response is known, as its ``to_json()``).  ``json.dumps(err.to_json())``, or
+        ``json.dumps(err, default=drachtio_srf.json_default)``."""
+        out: dict[str, Any] = {"name": self.name, "status": self.status}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        res_json = getattr(self.res, "to_json", None)
+        if callable(res_json):
+            out["res"] = res_json()
+        return out
+
+    toJSON = to_json
+
     def __repr__(self) -> str:
         return f"SipError({self.status!r}, {self.reason!r})"
+
+
+class ArgumentError(ValueError, AssertionError):
+    """A public entry point got an argument it cannot use.
+
+    drachtio-srf checks these with ``assert`` (an ``AssertionError``); Python code expects a
+    ``ValueError``.  This is both, so ``except ValueError`` and a port's ``except AssertionError``
+    each catch it.
+    """
 
 
 class DrachtioError(Exception):

@@ -129,3 +129,16 @@ class MessageView:
 
     def __str__(self) -> str:
         return str(self.msg)
+
+    # -- JS names of the members above (the table is names.ALIASES, per class; install_aliases
+    # makes the JS name of a plain field a property forwarding to it)
+    stackTime = stack_time
+    stackTxnId = stack_txn_id
+    stackDialogId = stack_dialog_id
+    getParsedHeader = get_parsed_header
+    callingNumber = calling_number
+    callingName = calling_name
+    calledNumber = called_number
+    canFormDialog = can_form_dialog
+    toJSON = to_json
+    toString = to_string

@@ -1,14 +1,42 @@
-"""Small attrs records the public API hands out: a dialog's SIP identity and its two ends."""
+"""The small objects the public API hands out, and the types of its callbacks.
+
+* attrs records: a dialog's SIP identity (:class:`SipInfo`) and its two ends (:class:`SipEndpointInfo`);
+* JS-style objects: dicts whose keys are also attributes, as a JS object literal reads
+  (``req.server.address`` and ``req.server["address"]``), typed for checkers
+  (:class:`ServerInfo`, :class:`Registration`, :class:`ProxyResult`), and :class:`B2BUAResult`,
+  which also unpacks as ``uas, uac = result``;
+* :func:`json_default`: makes what the library hands out ``json.dumps``-able as the JS objects are;
+* the callback types (``Callback[T]``: ``cb(err, result)``) used in the public signatures.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
 from .names import install_aliases
+from .sip import AttrDict
 
-__all__ = ["SipEndpointInfo", "SipInfo"]
+if TYPE_CHECKING:
+    from .dialog import Dialog
+
+__all__ = [
+    "B2BUAResult",
+    "Callback",
+    "ProxyResult",
+    "Registration",
+    "ServerInfo",
+    "SipEndpointInfo",
+    "SipInfo",
+    "json_default",
+]
+
+_T = TypeVar("_T")
+
+#: An async method's callback: ``cb(err, result)`` on success (err None), ``cb(err)`` on failure.
+#: Functions taking only ``err`` are accepted too (JS drops the arguments a function does not take).
+Callback = Callable[[BaseException | None, _T], object] | Callable[[BaseException | None], object]
 
 
 @install_aliases
@@ -19,6 +47,11 @@ class SipInfo:
     call_id: str
     local_tag: str | None
     remote_tag: str | None
+
+    if TYPE_CHECKING:   # the JS names, for type checkers (install_aliases makes them the fields)
+        callId: str
+        localTag: str | None
+        remoteTag: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return {"callId": self.call_id, "localTag": self.local_tag, "remoteTag": self.remote_tag}
@@ -74,3 +107,110 @@ class SipEndpointInfo:
         if self.contact is not None:
             d["contact"] = self.contact
         return d
+
+
+# --------------------------------------------------------------------------- JS-style objects
+
+class ServerInfo(AttrDict):
+    """``req.server``: the drachtio server an incoming request came from (``{address, hostport}``)."""
+
+    __slots__ = ()
+    address: str | None
+    hostport: str | None
+
+
+class Registration(AttrDict):
+    """``req.registration`` of a REGISTER: ``{type: 'register'|'unregister', expires, contact, aor}``."""
+
+    __slots__ = ()
+    type: str
+    expires: int | None
+    contact: Any
+    aor: str | None
+
+
+class ProxyResult(Protocol):
+    """What ``proxy_request`` / ``req.proxy`` deliver: a dict with attribute access.
+
+    ``connected`` (a 200 came back), ``final_status``/``finalStatus``,
+    ``final_response``/``finalResponse`` (``{time, status, msg}``) and ``responses``
+    (``[{address, port, msgs: [{time, status, msg}]}]``); item access works too.
+    """
+
+    connected: bool
+    final_status: int | None
+    finalStatus: int | None
+    final_response: Any
+    finalResponse: Any
+    responses: list[Any]
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+class B2BUAResult:
+    """``create_b2bua``'s result: the two dialogs.
+
+    Read it as in JS (``result.uas``, ``result["uac"]``) or unpack it (``uas, uac = result``).
+    ``json_default`` turns it into ``{"uas": ..., "uac": ...}`` as JSON.stringify does.
+    """
+
+    __slots__ = ("uac", "uas")
+
+    def __init__(self, uas: Dialog, uac: Dialog) -> None:
+        self.uas = uas
+        self.uac = uac
+
+    def __iter__(self) -> Iterator[Dialog]:
+        """``uas, uac = result``."""
+        yield self.uas
+        yield self.uac
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, key: str | int) -> Dialog:
+        """``result["uas"]``, ``result["uac"]`` (and ``result[0]``, ``result[1]``)."""
+        if key in ("uas", 0):
+            return self.uas
+        if key in ("uac", 1):
+            return self.uac
+        raise KeyError(key)
+
+    def keys(self) -> tuple[str, str]:
+        """``("uas", "uac")``: ``dict(result)`` gives ``{"uas": ..., "uac": ...}``."""
+        return ("uas", "uac")
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"uas": uas.to_json(), "uac": uac.to_json()}``."""
+        return {"uas": self.uas.to_json(), "uac": self.uac.to_json()}
+
+    toJSON = to_json
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, B2BUAResult):
+            return NotImplemented
+        return self.uas is other.uas and self.uac is other.uac
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"B2BUAResult(uas={self.uas!r}, uac={self.uac!r})"
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(x, default=json_default)``: JSON for the objects the library hands out.
+
+    Objects with ``to_json()`` (Dialog, Request, Response, SipError, B2BUAResult) or ``to_dict()``
+    (SipInfo, SipEndpointInfo) give that; a SipMessage gives its SIP text; sets and other
+    iterables give lists.  Anything else raises ``TypeError``, as ``json.dumps`` does.
+    """
+    for name in ("to_json", "to_dict"):
+        method = getattr(obj, name, None)
+        if callable(method):
+            return method()
+    from .sip import SipMessage
+    if isinstance(obj, SipMessage):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from sys import intern as _intern
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .emitter import Emitter
 from .message_view import MessageView
+from .models import Callback, ProxyResult, Registration, ServerInfo
 from .names import install_aliases, normalize_opts
 from .sip import SipMessage
 
 if TYPE_CHECKING:
     from .agent import Agent, ServerConn
+    from .dispatch import DrachtioFuture
     from .response import Response
 
 logger = logging.getLogger(__name__)
@@ -96,17 +98,20 @@ class Request(MessageView, Emitter):
             shrink()
 
     @property
-    def server(self) -> dict[str, Any] | None:
-        """``{address, hostport}`` of the drachtio server an incoming request came from."""
+    def server(self) -> ServerInfo | None:
+        """``{address, hostport}`` of the drachtio server an incoming request came from
+        (``req.server.address`` or ``req.server["address"]``)."""
         server = self._server
         if server is _SERVER_OF_CONN:
             conn = self._conn
-            server = self._server = {"address": conn.peer[0] if conn is not None else None,
-                                     "hostport": conn.hostport if conn is not None else None}
+            server = self._server = ServerInfo(address=conn.peer[0] if conn is not None else None,
+                                               hostport=conn.hostport if conn is not None else None)
+        elif server is not None and not isinstance(server, ServerInfo):
+            server = self._server = ServerInfo(server)
         return server
 
     @server.setter
-    def server(self, value: dict[str, Any] | None) -> None:
+    def server(self, value: Mapping[str, Any] | None) -> None:
         self._server = value
 
     # -- meta (the rest is MessageView's) -----------------------------------------------------
@@ -193,7 +198,7 @@ class Request(MessageView, Emitter):
         return ";tag=" not in to.replace(" ", "").lower()
 
     @property
-    def registration(self) -> dict[str, Any] | None:
+    def registration(self) -> Registration | None:
         """For a REGISTER: ``{type: 'register'|'unregister', expires, contact, aor}``, else None."""
         if self.method != "REGISTER":
             return None
@@ -222,11 +227,22 @@ class Request(MessageView, Emitter):
             aor = self.msg.get_parsed_header("To").uri
         except Exception:
             logger.debug("unparseable To in REGISTER", exc_info=True)
-        return {"type": "unregister" if expires == 0 else "register", "expires": expires,
-                "contact": contacts, "aor": aor}
+        return Registration(type="unregister" if expires == 0 else "register", expires=expires,
+                            contact=contacts, aor=aor)
 
     # -- actions ----------------------------------------------------------------------------
-    def cancel(self, opts: dict[str, Any] | Callable[..., Any] | None = None,
+    @overload
+    def cancel(self, opts: Mapping[str, Any] | None = None, callback: None = None, *,
+               headers: dict[str, Any] | None = None) -> DrachtioFuture[SipMessage]: ...
+    @overload
+    def cancel(self, opts: Mapping[str, Any] | None, callback: Callback[SipMessage], *,
+               headers: dict[str, Any] | None = None) -> Request: ...
+    @overload
+    def cancel(self, opts: Callback[SipMessage], *, headers: dict[str, Any] | None = None) -> Request: ...
+    @overload
+    def cancel(self, *, callback: Callback[SipMessage], headers: dict[str, Any] | None = None) -> Request: ...
+
+    def cancel(self, opts: Mapping[str, Any] | Callable[..., Any] | None = None,
                callback: Callable[..., Any] | None = None, *, headers: dict[str, Any] | None = None) -> Any:
         """CANCEL this INVITE we sent (``opts.headers`` are added).  cb|Future of the CANCEL sent."""
         if callable(opts):
@@ -236,7 +252,18 @@ class Request(MessageView, Emitter):
             raise RuntimeError("Request.cancel can only be used for a request the application sent")
         return self.agent.cancel_request(self, o.get("headers") or {}, callback)
 
-    def proxy(self, opts: dict[str, Any] | Callable[..., Any] | None = None,
+    @overload
+    def proxy(self, opts: Mapping[str, Any] | None = None, callback: None = None,
+              **kwargs: Any) -> DrachtioFuture[ProxyResult]: ...
+    @overload
+    def proxy(self, opts: Mapping[str, Any] | None, callback: Callback[ProxyResult],
+              **kwargs: Any) -> Request: ...
+    @overload
+    def proxy(self, opts: Callback[ProxyResult], **kwargs: Any) -> Request: ...
+    @overload
+    def proxy(self, *, callback: Callback[ProxyResult], **kwargs: Any) -> Request: ...
+
+    def proxy(self, opts: Mapping[str, Any] | Callable[..., Any] | None = None,
               callback: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         """Proxy this incoming request (see ``Srf.proxy_request``).  cb|Future of the results."""
         if callable(opts):
@@ -249,6 +276,12 @@ class Request(MessageView, Emitter):
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri} txn={self.stack_txn_id}>"
+
+    # -- JS names (the table is names.ALIASES; the ones shared with Response are MessageView's) --
+    isNewInvite = is_new_invite
+    receivedOn = received_on
+    sessionToken = session_token
+    callId = call_id
 
     # -- internal ------------------------------------------------------------------------
     def _far_end_canceled(self, cancel_msg: Any) -> None:

@@ -9,7 +9,7 @@
 
 (plus ``headers=``/``body=`` keywords).  ``callback(err, sent_msg)`` runs when the server echoes
 what it sent; ``fn_ack(req)`` runs when the ACK (to a 200) or PRACK (to a reliable 1xx) arrives.
-Events: ``end({status, reason})`` as soon as a final response is sent, ``finish`` after it.
+Events: ``end({status, reason})`` (attribute or item access) as soon as a final response is sent, ``finish`` after it.
 """
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 from .emitter import Emitter
 from .message_view import MessageView
 from .names import install_aliases
-from .sip import STATUS_REASONS, SipMessage
+from .sip import STATUS_REASONS, AttrDict, SipMessage
 from .usercode import adapt
 
 if TYPE_CHECKING:
     from .agent import Agent, ServerConn
+    from .dispatch import DrachtioFuture
     from .request import Request
 
 logger = logging.getLogger(__name__)
@@ -149,8 +150,10 @@ class Response(MessageView, Emitter):
     # -- sending ----------------------------------------------------------------------------
     def send(self, status: int, *args: Any, reason: str | None = None, opts: Mapping[str, Any] | None = None,
              callback: Any = None, fn_ack: Any = None, headers: Mapping[str, Any] | None = None,
-             body: str | None = None, _on_echo: Callable[..., None] | None = None) -> Any:
-        """Send this response; returns a Future of the sent message when no callback is given.
+             body: str | None = None,
+             _on_echo: Callable[..., None] | None = None) -> DrachtioFuture[SipMessage] | None:
+        """Send this response; returns a Future of the sent message when no callback is given
+        (None with a callback, or when nothing is sent: a final response was already sent).
 
         Positional arguments after ``status`` follow drachtio-srf (see the module docstring);
         ``reason=``, ``opts=``, ``callback=``, ``fn_ack=`` may also be given as keywords.
@@ -205,14 +208,16 @@ class Response(MessageView, Emitter):
                 current = self.msg.get("To")
                 if idx >= 0 and current is not None and "tag=" not in current:
                     self.msg.replace("To", f"{current};tag={to_value[idx + 4:]}")
-        result = self.agent.send_response(self, hdrs, body, callback, fn_ack, on_echo=_on_echo)
+        result: DrachtioFuture[SipMessage] | None = self.agent.send_response(
+            self, hdrs, body, callback, fn_ack, on_echo=_on_echo)
         if status >= 200:
             self.finished = True
             if self._events.get("end"):
-                self.emit("end", {"status": status, "reason": reason})
+                self.emit("end", AttrDict(status=status, reason=reason))
         return result
 
-    def end(self, data: Any = None, callback: Callable[..., Any] | None = None) -> Any:
+    def end(self, data: Any = None,
+            callback: Callable[..., Any] | None = None) -> DrachtioFuture[SipMessage] | None:
         """Express compatibility: send the current status (200 when unset)."""
         if self.finished:
             raise RuntimeError("Response.end after the response is finished")
@@ -221,6 +226,14 @@ class Response(MessageView, Emitter):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+    # -- JS names (the table is names.ALIASES; the ones shared with Request are MessageView's) --
+    statusCode = status_code
+    finalResponseSent = final_response_sent
+    headersSent = headers_sent
+    getHeader = get_header
+    setHeader = set_header
+    removeHeader = remove_header
 
 
 _SEND_SLOTS = ("reason", "opts", "callback", "fn_ack")

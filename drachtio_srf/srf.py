@@ -17,20 +17,25 @@ import logging
 import re
 import ssl
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from . import sdp as sdp_edit
 from .agent import Agent, ServerConn, dialog_key
 from .b2bua import check_legs, create_b2bua
 from .dialog import Dialog
+from .dispatch import DrachtioFuture
 from .emitter import Emitter
-from .errors import DrachtioError, NotConnectedError, SipError
+from .errors import ArgumentError, DrachtioError, NotConnectedError, SipError
+from .models import B2BUAResult, Callback, ProxyResult
 from .names import install_aliases, normalize_opts, uac_args
 from .request import Request
 from .response import Response
 from .sip import AttrDict, SipMessage, parse_uri, stringify_uri
 from .usercode import LoopRunner, adapt, arity, bind_runner, call, describe
+
+if TYPE_CHECKING:
+    from .transport import Listener
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,42 @@ __all__ = ["Srf"]
 VERBS = ("invite", "register", "options", "subscribe", "notify", "message", "info", "publish",
          "refer", "update", "bye", "cancel", "prack", "ack")
 CDR_EVENTS = ("cdr:attempt", "cdr:start", "cdr:stop")
+_H = TypeVar("_H", bound=Callable[..., object])
+#: an option dict (JS keys or PEP 8 keys)
+Opts = Mapping[str, Any]
+
+
+class _Registrar(Protocol):
+    """``srf.invite(fn)`` returns ``fn``; ``srf.invite()`` is a decorator; with several functions
+    the Srf is returned (so calls chain)."""
+
+    @overload
+    def __call__(self) -> Callable[[_H], _H]: ...
+    @overload
+    def __call__(self, fn: _H, /) -> _H: ...
+    @overload
+    def __call__(self, fn: Callable[..., object], fn2: Callable[..., object], /,
+                 *fns: Callable[..., object]) -> Srf: ...
+
+
+class _VerbMethod(Protocol):
+    """What type checkers see for ``Srf.invite`` & co: a method giving a :class:`_Registrar`."""
+
+    @overload
+    def __get__(self, obj: None, owner: Any, /) -> _VerbMethod: ...
+    @overload
+    def __get__(self, obj: Srf, owner: Any, /) -> _Registrar: ...
+
+
+def _verb(verb: str) -> _VerbMethod:
+    """The handler-registration method for one SIP method (``srf.invite(fn)``)."""
+    def handler(self: Srf, *fns: Any) -> Any:
+        return self.use(verb, *fns)
+    handler.__name__ = handler.__qualname__ = verb
+    handler.__doc__ = f"Handle new {verb.upper()} requests: ``fn(req, res)`` (also a decorator)."
+    return cast(_VerbMethod, handler)
+
+
 _TAG = re.compile(r"^[a-zA-Z0-9\-_+@:]+$")
 _SRF_KEY = ("srf",)
 
@@ -95,10 +136,10 @@ class Srf(Emitter):
         self.max_workers = max_workers
         tag_list = [tags] if isinstance(tags, str) else list(tags or [])
         if len(tag_list) > 20:
-            raise ValueError("at most 20 tags")
+            raise ArgumentError("at most 20 tags")
         for t in tag_list:
             if not isinstance(t, str) or len(t) > 32 or not _TAG.match(t):
-                raise ValueError(f"invalid tag {t!r}: up to 32 of [a-zA-Z0-9-_+@:]")
+                raise ArgumentError(f"invalid tag {t!r}: up to 32 of [a-zA-Z0-9-_+@:]")
         self.tags = tag_list
         self.locals: dict[str, Any] = {}
         self._settings: dict[str, Any] = {}
@@ -209,6 +250,27 @@ class Srf(Emitter):
         return self._agent.connected
 
     # -- connect (inbound mode) ------------------------------------------------------------------
+    @overload
+    def connect(self, opts: Opts | None = None, callback: None = None, *, host: str | None = None,
+                port: int | None = None, secret: str | None = None, tags: list[str] | None = None,
+                tls: Any = None, reconnect: Any = None, enable_ping: bool | None = None,
+                ping_interval: float | None = None, timeout: float | None = None) -> DrachtioFuture[str]: ...
+    @overload
+    def connect(self, opts: Opts | None, callback: Callable[..., object], *, host: str | None = None,
+                port: int | None = None, secret: str | None = None, tags: list[str] | None = None,
+                tls: Any = None, reconnect: Any = None, enable_ping: bool | None = None,
+                ping_interval: float | None = None, timeout: float | None = None) -> Srf: ...
+    @overload
+    def connect(self, opts: Callable[..., object], *, host: str | None = None,
+                port: int | None = None, secret: str | None = None, tags: list[str] | None = None,
+                tls: Any = None, reconnect: Any = None, enable_ping: bool | None = None,
+                ping_interval: float | None = None, timeout: float | None = None) -> Srf: ...
+    @overload
+    def connect(self, *, callback: Callable[..., object], host: str | None = None,
+                port: int | None = None, secret: str | None = None, tags: list[str] | None = None,
+                tls: Any = None, reconnect: Any = None, enable_ping: bool | None = None,
+                ping_interval: float | None = None, timeout: float | None = None) -> Srf: ...
+
     def connect(self, opts: Mapping[str, Any] | Callable[..., Any] | None = None,
                 callback: Callable[..., Any] | None = None, *, host: str | None = None,
                 port: int | None = None, secret: str | None = None, tags: list[str] | None = None,
@@ -322,7 +384,7 @@ class Srf(Emitter):
             return
         delay = rc.next_delay()
         if delay is not None:
-            self._emit("reconnecting", {"delay": int(delay * 1000), "attempt": rc.attempts + 1})
+            self._emit("reconnecting", AttrDict(delay=int(delay * 1000), attempt=rc.attempts + 1))
         rc.start()
 
     def _on_authenticated(self, sc: ServerConn, err: BaseException | None) -> None:
@@ -365,7 +427,7 @@ class Srf(Emitter):
                callback: Callable[..., Any] | None = None, *, port: int | None = None,
                host: str | None = None, secret: str | None = None, tls: Any = None,
                tags: list[str] | None = None, enable_ping: bool | None = None,
-               ping_interval: float | None = None) -> Any:
+               ping_interval: float | None = None) -> Listener:
         """Accept connections from drachtio-server (outbound-connection mode); returns the
         Listener (its ``port`` is the one bound).  ``callback`` is a ``listening`` listener."""
         from .transport import Listener
@@ -569,6 +631,17 @@ class Srf(Emitter):
             self.end_session(res)
 
     # -- outgoing requests ------------------------------------------------------------------------
+    @overload
+    def request(self, uri: str | Opts | None = None, opts: Opts | None = None, callback: None = None,
+                **kwargs: Any) -> DrachtioFuture[Request]: ...
+    @overload
+    def request(self, uri: str | Opts | None, opts: Opts | None, callback: Callback[Request],
+                **kwargs: Any) -> Srf: ...
+    @overload
+    def request(self, uri: str | Opts | None, opts: Callback[Request], **kwargs: Any) -> Srf: ...
+    @overload
+    def request(self, uri: str | Opts | None = None, *, callback: Callback[Request], **kwargs: Any) -> Srf: ...
+
     def request(self, uri: Any = None, opts: Any = None, callback: Callable[..., Any] | None = None,
                 **kwargs: Any) -> Any:
         """Send a request: ``request(uri, {method, headers, body, auth, proxy}, cb)`` or
@@ -604,6 +677,23 @@ class Srf(Emitter):
         return out.returned(self)
 
     # -- UAS ------------------------------------------------------------------------------------------
+    @overload
+    def create_uas(self, req: Request, res: Response, opts: Opts | None = None, callback: None = None, *,
+                   local_sdp: str | Callable[[], Any] | None = None, body: str | None = None,
+                   headers: Mapping[str, Any] | None = None) -> DrachtioFuture[_Dialog]: ...
+    @overload
+    def create_uas(self, req: Request, res: Response, opts: Opts | None, callback: Callback[_Dialog], *,
+                   local_sdp: str | Callable[[], Any] | None = None, body: str | None = None,
+                   headers: Mapping[str, Any] | None = None) -> Srf: ...
+    @overload
+    def create_uas(self, req: Request, res: Response, opts: Callback[_Dialog], *,
+                   local_sdp: str | Callable[[], Any] | None = None, body: str | None = None,
+                   headers: Mapping[str, Any] | None = None) -> Srf: ...
+    @overload
+    def create_uas(self, req: Request, res: Response, *, callback: Callback[_Dialog],
+                   local_sdp: str | Callable[[], Any] | None = None, body: str | None = None,
+                   headers: Mapping[str, Any] | None = None) -> Srf: ...
+
     def create_uas(self, req: Request, res: Response, opts: Any = None, callback: Any = None, *,
                    local_sdp: Any = None, body: Any = None, headers: Mapping[str, Any] | None = None) -> Any:
         """Answer ``req`` (200 to INVITE, 202 otherwise) and make a Dialog.
@@ -674,6 +764,21 @@ class Srf(Emitter):
         return out.returned(self)
 
     # -- UAC ------------------------------------------------------------------------------------------
+    @overload
+    def create_uac(self, uri: str | Opts | None = None, opts: Opts | None = None, progress: Opts | None = None,
+                   callback: None = None, **kwargs: Any) -> DrachtioFuture[_Dialog]: ...
+    @overload
+    def create_uac(self, uri: str | Opts | None, opts: Opts | None, progress: Opts | None,
+                   callback: Callback[_Dialog], **kwargs: Any) -> Srf: ...
+    @overload
+    def create_uac(self, uri: str | Opts | None, opts: Opts | None, progress: Callback[_Dialog],
+                   **kwargs: Any) -> Srf: ...
+    @overload
+    def create_uac(self, uri: str | Opts | None, opts: Callback[_Dialog], **kwargs: Any) -> Srf: ...
+    @overload
+    def create_uac(self, uri: str | Opts | None = None, *, callback: Callback[_Dialog],
+                   **kwargs: Any) -> Srf: ...
+
     def create_uac(self, uri: Any = None, opts: Any = None, progress: Any = None, callback: Any = None,
                    **kwargs: Any) -> Any:
         """Send an INVITE (or SUBSCRIBE) and make a Dialog when it is answered.
@@ -684,7 +789,8 @@ class Srf(Emitter):
         keep_uri_on_redirect, method.  cb(err, dialog)|Future of the Dialog; a non-2xx final
         fails it with SipError carrying the response.  Cancel through the request given to
         ``cb_request(err, req)``.  Without local_sdp (3pcc) the 200's offer is answered in the
-        ACK; with ``no_ack`` the result is ``{sdp, res, ack(local_sdp) -> Future[Dialog]}``.
+        ACK; with ``no_ack`` the result is ``{sdp, res, ack(local_sdp) -> Future[Dialog]}``
+        (typed as a Dialog: ``typing.cast`` it).
         """
         uri, o, p, callback = uac_args(uri, opts, progress, callback, **kwargs)
         cb_request = adapt(p.get("cb_request"), self)
@@ -809,6 +915,24 @@ class Srf(Emitter):
         return AttrDict(sdp=res.body, res=res, ack=ack_with)
 
     # -- B2BUA ----------------------------------------------------------------------------------------
+    @overload
+    def create_b2bua(self, req: Request, res: Response, uri: str | Sequence[str] | Opts | None = None,
+                     opts: Opts | None = None, progress: Opts | None = None, callback: None = None,
+                     **kwargs: Any) -> DrachtioFuture[B2BUAResult]: ...
+    @overload
+    def create_b2bua(self, req: Request, res: Response, uri: str | Sequence[str] | Opts | None,
+                     opts: Opts | None, progress: Opts | None, callback: Callback[B2BUAResult],
+                     **kwargs: Any) -> Srf: ...
+    @overload
+    def create_b2bua(self, req: Request, res: Response, uri: str | Sequence[str] | Opts | None,
+                     opts: Opts | None, progress: Callback[B2BUAResult], **kwargs: Any) -> Srf: ...
+    @overload
+    def create_b2bua(self, req: Request, res: Response, uri: str | Sequence[str] | Opts | None,
+                     opts: Callback[B2BUAResult], **kwargs: Any) -> Srf: ...
+    @overload
+    def create_b2bua(self, req: Request, res: Response, uri: str | Sequence[str] | Opts | None = None, *,
+                     callback: Callback[B2BUAResult], **kwargs: Any) -> Srf: ...
+
     def create_b2bua(self, req: Request, res: Response, uri: Any = None, opts: Any = None,
                      progress: Any = None, callback: Any = None, **kwargs: Any) -> Any:
         """Bridge the incoming ``req`` (A leg) to a new INVITE (or SUBSCRIBE) to ``uri`` (B leg).
@@ -820,15 +944,35 @@ class Srf(Emitter):
         A's ACK in late offer), proxy_request_headers, proxy_response_headers (names, or
         ``['all', '-Name', ...]``), pass_failure=True, pass_provisional_responses=True, proxy, auth,
         follow_redirects, keep_uri_on_redirect, calling_number/calling_name/called_number.
-        cb(err, {uas, uac})|Future of the AttrDict ``{uas, uac}`` (``uas.other is uac``); a B
+        cb(err, result)|Future of the :class:`~drachtio_srf.models.B2BUAResult` ``{uas, uac}``
+        (``result.uas``, ``result["uas"]``, or ``uas, uac = result``; ``uas.other is uac``); a B
         failure fails it with the SipError (and is passed to A unless pass_failure is False).
         """
         return create_b2bua(self, req, res, uri, opts, progress, callback, **kwargs)
 
     # -- proxy --------------------------------------------------------------------------------------
+    @overload
+    def proxy_request(self, req: Request, destination: str | Sequence[str] | Opts | None = None,
+                      opts: Opts | None = None, callback: None = None,
+                      **kwargs: Any) -> DrachtioFuture[ProxyResult]: ...
+    @overload
+    def proxy_request(self, req: Request, destination: str | Sequence[str] | Opts | None,
+                      opts: Opts | None, callback: Callback[ProxyResult], **kwargs: Any) -> Request: ...
+    @overload
+    def proxy_request(self, req: Request, destination: str | Sequence[str] | Opts | None,
+                      opts: Callback[ProxyResult], **kwargs: Any) -> Request: ...
+    @overload
+    def proxy_request(self, req: Request, destination: Callback[ProxyResult], **kwargs: Any) -> Request: ...
+    @overload
+    def proxy_request(self, req: Request, destination: str | Sequence[str] | Opts | None = None, *,
+                      callback: Callback[ProxyResult], **kwargs: Any) -> Request: ...
+
     def proxy_request(self, req: Request, destination: Any = None, opts: Any = None, callback: Any = None,
                       **kwargs: Any) -> Any:
-        """Proxy ``req`` to ``destination`` (str or list; default its request-URI)."""
+        """Proxy ``req`` to ``destination`` (str or list; default its request-URI).
+
+        cb(err, results)|Future of the results (:class:`~drachtio_srf.models.ProxyResult`);
+        with a callback the request is returned."""
         if not isinstance(req, Request):
             raise TypeError(f"proxy_request(req, destination, opts, callback): req must be the incoming "
                             f"Request, got {type(req).__name__} {req!r:.60}")
@@ -843,14 +987,33 @@ class Srf(Emitter):
             o["destination"] = destination
         return req.proxy(o, callback)
 
+    # -- a handler per SIP method: srf.invite(fn) is srf.use("invite", fn) -------------------------
+    invite = _verb("invite")
+    register = _verb("register")
+    options = _verb("options")
+    subscribe = _verb("subscribe")
+    notify = _verb("notify")
+    message = _verb("message")
+    info = _verb("info")
+    publish = _verb("publish")
+    refer = _verb("refer")
+    update = _verb("update")
+    bye = _verb("bye")
+    cancel = _verb("cancel")
+    prack = _verb("prack")
+    ack = _verb("ack")
 
-def _install_verbs() -> None:
-    for verb in VERBS:
-        def handler(self: Srf, *fns: Any, _verb: str = verb) -> Any:
-            return self.use(_verb, *fns)
-        handler.__name__ = verb
-        handler.__doc__ = f"Handle new {verb.upper()} requests: ``fn(req, res)`` (also a decorator)."
-        setattr(Srf, verb, handler)
-
-
-_install_verbs()
+    # -- JS names: the same objects (the table is names.ALIASES; a unit test checks they agree) ---
+    createUAS = create_uas
+    createUAC = create_uac
+    createB2BUA = create_b2bua
+    proxyRequest = proxy_request
+    findDialogById = find_dialog_by_id
+    findDialogByCallIDAndFromTag = find_dialog_by_call_id_and_from_tag
+    addDialog = add_dialog
+    removeDialog = remove_dialog
+    endSession = end_session
+    unregisterForMessages = unregister_for_messages
+    reregisterForMessages = reregister_for_messages
+    parseUri = parse_uri
+    stringifyUri = stringify_uri

@@ -148,3 +148,60 @@ def test_sip_error_fields_and_message():
     assert SipError(503).reason is None
     with pytest.raises(TypeError):
         SipError("486")
+
+
+@pytest.mark.parametrize("tags", ["bad,tag", ["ok", "x" * 33], [f"t{i}" for i in range(21)], [7]])
+def test_bad_tags_raise_an_error_that_is_both_value_error_and_assertion_error(tags):
+    """drachtio-srf asserts on its tags (AssertionError); Python code expects ValueError: both catch it."""
+    with pytest.raises(ValueError) as caught:
+        Srf(tags)
+    assert isinstance(caught.value, AssertionError)
+    assert isinstance(caught.value, drachtio_srf.ArgumentError)
+    try:
+        Srf(tags)
+    except AssertionError as err:       # a line ported from a JS test's assert.throws
+        assert "tag" in str(err)
+
+
+def test_b2bua_result_is_read_unpacked_and_serialised_like_the_js_object():
+    class FakeDialog:
+        def __init__(self, kind):
+            self.type = kind
+
+        def to_json(self):
+            return {"type": self.type}
+
+    uas, uac = FakeDialog("uas"), FakeDialog("uac")
+    result = drachtio_srf.B2BUAResult(uas, uac)
+    first, second = result
+    assert (first, second) == (uas, uac)
+    assert result.uas is result["uas"] is uas and result.uac is result["uac"] is uac
+    assert dict(result) == {"uas": uas, "uac": uac} and len(result) == 2
+    with pytest.raises(KeyError):
+        result["other"]
+    import json
+    assert json.loads(json.dumps(result, default=drachtio_srf.json_default)) == {
+        "uas": {"type": "uas"}, "uac": {"type": "uac"}}
+
+
+def test_sip_error_and_messages_serialise_with_json_default():
+    import json
+    err = SipError(486, "Busy Here")
+    assert json.loads(json.dumps(err, default=drachtio_srf.json_default)) == {
+        "name": "SipError", "status": 486, "reason": "Busy Here"}
+    assert err.toJSON() == err.to_json() and err.message == str(err)
+    msg = SipMessage(INVITE)
+    assert json.loads(json.dumps({"msg": msg}, default=drachtio_srf.json_default)) == {"msg": str(msg)}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json.dumps(object(), default=drachtio_srf.json_default)
+
+
+def test_server_info_and_registration_allow_attribute_and_item_access():
+    import json
+    req = Request(SipMessage(INVITE))
+    req.server = {"address": "10.0.0.9", "hostport": "10.0.0.9:5060"}
+    assert req.server.address == req.server["address"] == "10.0.0.9"
+    assert json.loads(json.dumps(req.server)) == {"address": "10.0.0.9", "hostport": "10.0.0.9:5060"}
+    reg = Request(SipMessage(INVITE.replace("INVITE", "REGISTER")))
+    registration = reg.registration
+    assert registration.type == registration["type"] == "register" and registration.expires == 60
