@@ -27,7 +27,6 @@ from .agent import dialog_key
 from .errors import DrachtioError, SipError
 from .models import B2BUAResult
 from .names import uac_args
-from .sip import AttrDict
 from .usercode import call, describe
 
 if TYPE_CHECKING:

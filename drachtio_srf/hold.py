@@ -52,7 +52,6 @@ import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Protocol
 
-
 from .dispatch import Completion, Dispatcher, DrachtioFuture, Timers
 from .usercode import adapt
 
