@@ -658,7 +658,7 @@ class DrachtioFuture(concurrent.futures.Future[_T], Generic[_T]):
         super().add_done_callback(hop)
 
     # A worker that waits here hands its draining role to another worker (Dispatcher.blocking).
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> _T:
         """The result, waiting up to ``timeout`` seconds; see ``concurrent.futures.Future``."""
         dispatcher = self._dispatcher
         if dispatcher is None or self.done():

@@ -127,7 +127,7 @@ class OutboundConnector:
                 loop.create_connection(lambda: conn, target.host, target.port, ssl=ctx), CONNECT_TIMEOUT)
         except asyncio.CancelledError:
             raise
-        except (TimeoutError, OSError, ssl.SSLError) as err:
+        except (asyncio.TimeoutError, OSError, ssl.SSLError) as err:
             logger.warning("%s %s: cannot connect to app at %s: %s; answering %d", inc.method,
                            inc.txn_id, target, err or type(err).__name__, UNAVAILABLE)
             self._pending.pop(conn, None)

@@ -553,7 +553,7 @@ class Transports:
             await asyncio.wait_for(self._loop.create_connection(lambda: conn, host, port,
                                                                 local_addr=local),
                                    CONNECT_TIMEOUT)
-        except (TimeoutError, OSError) as e:
+        except (asyncio.TimeoutError, OSError) as e:
             why = str(e) or type(e).__name__
             logger.warning("TCP connect to %s:%d failed: %s", host, port, why)
             conn._connect_failed(f"TCP connect to {host}:{port} failed: {why}")

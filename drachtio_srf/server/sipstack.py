@@ -20,6 +20,9 @@ from .timers import Timer, TimerWheel
 
 logger = logging.getLogger(__name__)
 
+# Headers a request may carry once only; a repeat is a 400, as sofia-sip's parser decides.
+_SINGLE_VALUED = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
+
 __all__ = ["ClientTransaction", "ServerTransaction", "SipStack", "Source", "StackHandler", "Target"]
 
 ResponseCallback = Callable[[SipMessage, ClientTransaction], None]
@@ -225,6 +228,9 @@ class SipStack:
                 raise LookupError("no Call-ID")
             if not msg.get("from") or not msg.get("to"):
                 raise LookupError("no From/To")
+            for single in _SINGLE_VALUED:
+                if len(msg.get_all(single)) > 1:     # sofia-sip: a repeated single-valued header
+                    raise ValueError(f"{single} appears more than once")
             if cseq.method != method:
                 raise ValueError(f"CSeq method {cseq.method} does not match {method}")
             if getattr(msg, "version", "2.0") != "2.0" and method != "ACK":

@@ -130,7 +130,7 @@ class UdpPeer:
                 return got
             try:
                 got.append(await self.recv(left))
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 return got
 
     def close(self) -> None:
@@ -216,7 +216,7 @@ async def empty_after(queue: asyncio.Queue, seconds: float) -> bool:
     """True if nothing was put on the queue within `seconds`."""
     try:
         await asyncio.wait_for(queue.get(), seconds)
-    except TimeoutError:
+    except asyncio.TimeoutError:
         return True
     return False
 
