@@ -52,7 +52,7 @@ class EmbeddedServer:
                  tls_port: int | None = None, tls_cert: str | None = None,
                  tls_key: str | None = None,
                  outbound: Mapping[str, str] | Iterable[str] | None = None,
-                 auth_timeout: float = 5.0, echo_gap: float = 0.01, max_pending: int = 2000,
+                 auth_timeout: float = 5.0, echo_gap: float = 0.0, max_pending: int = 2000,
                  max_transactions: int = 200_000, retry_after: int = 5) -> None:
         """Configure (nothing is bound before :meth:`start`).
 
@@ -60,8 +60,8 @@ class EmbeddedServer:
         the server closes it (0 disables the limit; drachtio-server has none).
         ``echo_gap``: seconds the server keeps between the echo of an app's request (or of its 2xx
         that made a dialog) and the first frame answering it. 0 forwards at once as
-        drachtio-server does (the original Node library passes its conformance runs so); the
-        default 0.01 stays until this library's client no longer attaches listeners late.
+        drachtio-server does (the default; the original Node library passes its conformance
+        runs so); a positive value is for experiments.
         Overload (memory stays bounded under a flood): a new request is answered 503 with
         ``Retry-After: retry_after`` while ``max_pending`` requests wait for an app's final
         answer, while the stack holds ``max_transactions`` server transactions, or while the

@@ -113,6 +113,14 @@ class Settings:
     """``METHOD=tcp://host:port`` entries: outbound-connection mode."""
     version_string: str | None = None
     """Version reported to apps."""
+    auth_timeout: float | None = None
+    """Seconds an app connection has to authenticate (0: no limit)."""
+    max_pending: int | None = None
+    """New requests waiting for an app's final answer before new ones get 503."""
+    max_transactions: int | None = None
+    """Server transactions held before new requests get 503."""
+    retry_after: int | None = None
+    """Retry-After seconds of an overload 503."""
     ignored: list[str] = field(default_factory=list)
     """Given settings this server does not support, as the user wrote them."""
 
@@ -170,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--outbound", action="append", metavar="METHOD=tcp://HOST:PORT",
                      help="deliver new requests of METHOD ('*': any) by connecting to an app "
                           "that listens there (outbound-connection mode); repeatable")
+    own.add_argument("--auth-timeout", type=float, metavar="SECONDS",
+                     help="close an app connection that has not authenticated by then; 0: no limit (default: 5)")
+    own.add_argument("--max-pending", type=int, metavar="N",
+                     help="new requests waiting for an app's answer before new ones get 503 (default: 2000)")
+    own.add_argument("--max-transactions", type=int, metavar="N",
+                     help="server transactions held before new requests get 503 (default: 200000)")
+    own.add_argument("--retry-after", type=int, metavar="SECONDS",
+                     help="Retry-After of an overload 503 (default: 5)")
     own.add_argument("--version-string", help=argparse.SUPPRESS)  # version reported to apps
     own.add_argument("--t1", type=float, help=argparse.SUPPRESS)  # SIP T1 in seconds (tests)
     ignored = p.add_argument_group("drachtio-server options accepted and ignored (named on "
@@ -197,7 +213,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                  cert_file=args.cert_file, key_file=args.key_file, chain_file=args.chain_file,
                  loglevel=args.loglevel, outbound_proxy=args.outbound_proxy, cdrs=args.cdrs,
                  t1=args.t1, outbound=list(args.outbound or []),
-                 version_string=args.version_string)
+                 version_string=args.version_string, auth_timeout=args.auth_timeout,
+                 max_pending=args.max_pending, max_transactions=args.max_transactions,
+                 retry_after=args.retry_after)
     s.contacts = [(c, None) for c in args.contact or []]
     for name, value in sorted(vars(args).items()):
         if name.startswith("ignored_") and value not in (None, False, []):
@@ -385,7 +403,10 @@ def to_server_config(s: Settings) -> ServerConfig:
         cert = _combined_chain(cert, s.chain_file)
     elif s.chain_file:
         s.ignored.append("--chain-file (no --cert-file)")
+    limits = {name: value for name in ("auth_timeout", "max_pending", "max_transactions", "retry_after")
+              if (value := getattr(s, name)) is not None}
     return ServerConfig(
+        **limits,
         admin_host=s.address or DEFAULTS["address"], admin_port=DEFAULTS["port"] if s.port is None else s.port,
         secret=DEFAULTS["secret"] if s.secret is None else s.secret,
         sip_host=host, sip_port=port, transports=transports,

@@ -103,11 +103,9 @@ class ServerConfig:
     tls_port: int | None = None        # admin port for apps connecting with TLS (0: any free port)
     tls_cert: str | None = None        # PEM certificate (chain) for the TLS admin port
     tls_key: str | None = None         # PEM private key for it (None: inside tls_cert)
-    #: seconds kept between an echo and the first frame that answers it (0: forwarded at once, as
-    #: drachtio-server does). A crutch for a client that attaches its listeners late: this
-    #: library's client still does (a response right after the echo can miss a listener added
-    #: in the send callback), so the default stays 0.01 until the client holds such responses.
-    echo_gap: float = 0.01
+    #: seconds kept between an echo and the first frame that answers it (0, the default: forwarded
+    #: at once, as drachtio-server does; a positive value is for experiments)
+    echo_gap: float = 0.0
     #: overload: new requests get 503 + Retry-After while this many requests wait for an app's
     #: final answer (sofia-sip's "proceeding queue full"), or the server holds ``max_transactions``
     #: server transactions, or the app's connection has ``MAX_APP_BACKLOG`` bytes unsent

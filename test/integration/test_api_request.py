@@ -4,7 +4,7 @@ from __future__ import annotations
 import queue
 
 from helpers import LOOPBACK
-from itest_support import SDP, WAIT, get, invoke
+from itest_support import SDP, WAIT, complete, get
 
 
 def test_incoming_invite_fields(srf, server, far_end):
@@ -48,9 +48,14 @@ def test_sent_request_fields(srf, far_end, style):
     response event (res, ack) with the received response's own meta."""
     sipp = far_end("uas-options.xml")
     responses: queue.Queue = queue.Queue()
-    req = invoke(style, srf.request, f"sip:farend@{LOOPBACK}:{sipp.port}",
-                 opts={"method": "OPTIONS"}).result(WAIT)
-    req.on("response", lambda res, *rest: responses.put(res))
+    sent: queue.Queue = queue.Queue()
+
+    def then(err, req):     # where a user of each style attaches the listener (callback / after result())
+        assert err is None
+        req.on("response", lambda res, *rest: responses.put(res))
+        sent.put(req)
+    complete(style, then, srf.request, f"sip:farend@{LOOPBACK}:{sipp.port}", opts={"method": "OPTIONS"})
+    req = get(sent, "the sent request")
     res = get(responses, "the OPTIONS response")
     sipp.expect_success()
     assert req.source == "application" and req.method == "OPTIONS" and req.is_new_invite is False

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-from helpers import LOOPBACK, free_port
+from helpers import LOOPBACK, free_port, wait_for_tcp
 from itest_support import WAIT
 
 from drachtio_srf import Srf
@@ -194,3 +195,20 @@ def test_bad_configuration_is_a_clear_error(tmp_path, capsys):
         read_config_file(str(bad))
     assert main(["--contact", "sip:127.0.0.1;transport=ws"], {}) == 2
     assert "no usable SIP contact" in capsys.readouterr().err
+
+
+def test_limit_options_reach_the_server_and_an_unauthenticated_app_is_dropped(cli_server):
+    """--auth-timeout/--max-pending/--max-transactions/--retry-after set the server's limits; a
+    connection that never authenticates is closed after --auth-timeout."""
+    config = to_server_config(gather(["--auth-timeout", "0.3", "--max-pending", "7",
+                                      "--max-transactions", "99", "--retry-after", "11"], {})[0])
+    assert (config.auth_timeout, config.max_pending, config.max_transactions, config.retry_after) == \
+        (0.3, 7, 99, 11)
+    defaults = to_server_config(gather([], {})[0])
+    assert (defaults.auth_timeout, defaults.max_pending) == (5.0, 2000)
+    admin, sip = free_port(), free_port()
+    cli_server(["--port", str(admin), "--contact", f"sip:{LOOPBACK}:{sip};transport=udp",
+                "--auth-timeout", "0.3"])
+    wait_for_tcp(admin)
+    with socket.create_connection((LOOPBACK, admin), timeout=WAIT) as sock:
+        assert sock.recv(100) == b""      # closed by the server, not by our timeout
