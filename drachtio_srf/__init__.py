@@ -32,7 +32,9 @@ from .srf import Srf
 from .trace import configure_from_env as _configure_trace
 
 SipRequest = Request
+"""Alias of :class:`Request` under its drachtio-srf name (``Srf.SipRequest``)."""
 SipResponse = Response
+"""Alias of :class:`Response` under its drachtio-srf name (``Srf.SipResponse``)."""
 
 __version__ = "0.1.0"
 

@@ -51,5 +51,8 @@ class Agent(Sender):
                  find_dialog: Callable[[str], Any] | None = None) -> None:
         super().__init__(srf, on_request=on_request, find_dialog=find_dialog)
         self.on_challenge = uac_auth.on_challenge
+        """Challenge hook: answers a 401/407 to a request we sent by retrying it with credentials."""
         self.auth_state = uac_auth.auth_state
+        """Looks up the UAC auth state kept for a sent request (see :mod:`drachtio_srf.uac_auth`)."""
         self.defer_cancel = uac_auth.defer_cancel
+        """Hook that postpones a CANCEL while an authenticated retry of its INVITE is in flight."""

@@ -42,6 +42,7 @@ __all__ = ["NON_COPYABLE_HEADERS", "copy_headers", "create_b2bua"]
 #: headers never copied by ``proxy_request_headers`` / ``proxy_response_headers`` = ``['all', ...]``
 NON_COPYABLE_HEADERS = frozenset({"via", "from", "to", "call-id", "cseq", "contact", "content-length",
                                   "content-type"})
+"""Lower-case header names never copied from one leg to the other, even with ``['all', ...]``."""
 SDP_TIMEOUT = 32.0      # longest wait for a local_sdp_a / local_sdp_b Future
 PRACK_WAIT = 0.5        # longest wait for A's PRACKs before answering A (drachtio-srf: 100+200+200 ms)
 

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["COMMAND_TIMEOUT", "Channel", "ServerConn"]
 
 COMMAND_TIMEOUT = 60.0     # longest wait for the server's reply to one command
+"""Longest wait, in seconds, for the server's reply to one command."""
 _monotonic = time.monotonic
 
 
@@ -50,24 +51,41 @@ class ServerConn:
 
     def __init__(self, agent: Channel, conn: Connection, *, outbound: bool) -> None:
         self.agent = agent
+        """The Channel this connection belongs to."""
         self.conn = conn
+        """The transport connection carrying the control protocol."""
         self.outbound = outbound          # the server connected to us (listen mode)
+        """True when the server connected to us (listen mode), False when we dialled it."""
         self.lock = threading.Lock()
+        """Guards the per-connection tables below."""
         self.pending: dict[str, _Pending] = {}
+        """Commands awaiting their reply from the server, by message id."""
         self.sent: dict[str, Request] = {}            # txnId -> request we sent, until final
+        """Requests we sent, by transaction id, kept until their final response."""
         self.invites: dict[str, Request] = {}         # Call-ID -> incoming INVITE not answered
+        """Incoming INVITEs not yet answered, by Call-ID."""
         self.ack_waiters: dict[str, Callable[..., Any]] = {}
+        """Callbacks waiting for the ACK of an answered INVITE, by key."""
         self.authenticated = False
+        """Whether the server accepted our authenticate command."""
         self.hostport: str | None = None
+        """The server's SIP host:port as reported on authentication (None until then)."""
         self.server_version: str | None = None
+        """Version string the server reported, e.g. ``v0.8.x`` (None until known)."""
         self.local_hostports: str | None = None
+        """The server's local SIP addresses as it reported them (None until known)."""
         self.ping_timer: Any = None
+        """Timer handle of the periodic ping, when pinging is enabled."""
         self.sweep_timer: Any = None      # one timer per connection for all command timeouts
+        """The one timer that sweeps this connection's command timeouts."""
         self.sweep_at: float | None = None
+        """Monotonic time the sweep timer is due at (None: none scheduled)."""
         self.closed = False
+        """Set once the connection has closed; it is not used after that."""
 
     @property
     def peer(self) -> tuple[str, int]:
+        """Address (host, port) of the server end of the connection."""
         return self.conn.peer
 
     def __repr__(self) -> str:
@@ -85,18 +103,31 @@ class Channel:
 
     def __init__(self, srf: Srf) -> None:
         self.srf = srf      # handed to Requests/Responses as ``.srf`` and emits ``cdr:*`` events
+        """The owning Srf, handed to requests and responses and used to emit ``cdr:*`` events."""
         self.dispatcher = Dispatcher(name="drachtio-worker")
+        """Worker pool that runs user code and events (serial per key)."""
         self.timers = Timers(name="drachtio-timers")
+        """Timer thread for timeouts, pings and reconnects."""
         self.lock = threading.RLock()
+        """Re-entrant lock guarding the connection list and routes."""
         self.conns: list[ServerConn] = []
+        """Server connections, in the order they were added."""
         self.verbs: list[str] = []
+        """SIP methods routed to us (sent as route commands to each outbound connection)."""
         self.closing = False
+        """True while the channel is being shut down."""
         self.tags: list[str] = []
+        """Tags sent with authentication so the server can select this application."""
         self.secret: str | None = None
+        """Shared secret used to authenticate to the server (None: not set yet)."""
         self.enable_ping = False
+        """Whether to ping each connection periodically."""
         self.ping_interval = 15.0
+        """Seconds between pings when ``enable_ping`` is set."""
         self.on_authenticated: Callable[[ServerConn, BaseException | None], None] | None = None
+        """Called with the connection and an error (or None) when authentication completes."""
         self.on_conn_closed: Callable[[ServerConn, BaseException | None], None] | None = None
+        """Called with the connection and the error (or None) when a connection closes."""
 
     # -- runtime ------------------------------------------------------------------------------
     def ensure_runtime(self) -> None:
@@ -115,14 +146,17 @@ class Channel:
         self.dispatcher.submit(key, run_task, emitter.emit, event, *args)
 
     def outcome(self, callback: Callable[..., Any] | None) -> Outcome:
+        """Make an :class:`Outcome` reporting to ``callback``, or to a Future when it is None."""
         return Outcome(self, callback)
 
     def shutdown(self) -> None:
+        """Stop the timer thread and the dispatcher (waiting up to 5 s for running tasks)."""
         self.timers.shutdown()
         self.dispatcher.shutdown(wait=True, timeout=5.0)
 
     # -- connections --------------------------------------------------------------------------
     def default_conn(self) -> ServerConn:
+        """The first open connection; raises NotConnectedError when there is none."""
         with self.lock:
             for sc in self.conns:
                 if not sc.closed:
@@ -131,6 +165,7 @@ class Channel:
 
     @property
     def connected(self) -> bool:
+        """True when at least one connection is open and authenticated."""
         with self.lock:
             return any(sc.authenticated and not sc.closed for sc in self.conns)
 
@@ -280,6 +315,7 @@ class Channel:
             logger.warning("could not send route %s: %s", verb, err)
 
     def add_route(self, verb: str) -> None:
+        """Route requests of ``verb`` to us, telling every authenticated outbound connection."""
         with self.lock:
             if verb in self.verbs:
                 return
@@ -289,6 +325,7 @@ class Channel:
             self._send_route(sc, verb)
 
     def remove_route(self, verb: str) -> None:
+        """Stop routing ``verb`` to us; raises ValueError when it was not routed."""
         with self.lock:
             if verb not in self.verbs:
                 raise ValueError(f"no route to remove for {verb}")

@@ -36,6 +36,7 @@ __all__ = ["SIP_METHODS", "Dialog"]
 
 SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
                "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH")
+"""The SIP request methods the library knows, in upper case."""
 
 _REASON_TEXT = re.compile(r'text="([^"]*)"')
 _modify_lock = threading.Lock()    # guards every dialog's re-INVITE queue (short sections)
@@ -108,13 +109,27 @@ def _shortcut(method: str) -> _ShortcutMethod[Any]:
 
 @install_aliases
 class Dialog(Emitter):
-    """A SIP dialog.  Events: destroy, modify, refresh, hold, unhold, info, notify, options,
-    message, publish, refer, update, subscribe, unsubscribe, ack."""
+    """A SIP dialog, as UAS or UAC; in-dialog requests arrive as events.
+
+    Events:
+
+    - ``destroy`` ``(req[, reason])``: the dialog ended (BYE received, or a NOTIFY terminated
+      the last subscription); ``(None, "connection lost")`` when the server connection drops.
+    - ``modify`` ``(req, res)``: a re-INVITE the app answers itself.
+    - ``refresh`` / ``hold`` / ``unhold`` ``(req)``: a re-INVITE that only refreshes the
+      session, puts the call on hold or takes it off hold (answered by the dialog).
+    - ``info``, ``notify``, ``options``, ``message``, ``publish``, ``refer``, ``update``
+      ``(req, res)``: that in-dialog request; with no listener the dialog answers it itself.
+    - ``subscribe`` ``(req, res)``: a SUBSCRIBE refresh; ``unsubscribe`` ``(req, reason)``:
+      a SUBSCRIBE with Expires 0 (already answered 202).
+    - ``ack`` ``(req)``: an ACK received in the dialog (it may carry a late SDP answer).
+    """
 
     # Defaults until first assigned (class attributes): thousands of dialogs may be open at
     # once, and most never use these.  The lists are made on first use (see the properties).
     _on_hold = False
     other: Dialog | None = None
+    """The dialog's other leg when it belongs to a B2BUA (``uas.other is uac``), else None."""
     _queue_requests = False
     _modify_busy = False
     _modify_waiting: list[Callable[[BaseException | None], None]] | tuple[()] = ()
@@ -124,12 +139,19 @@ class Dialog(Emitter):
         if type not in ("uas", "uac"):
             raise ValueError("Dialog type must be 'uas' or 'uac'")
         self.srf = srf
+        """The :class:`Srf` application that owns this dialog."""
         self.type = type
+        """``'uas'`` if we answered the dialog-forming request, ``'uac'`` if we sent it."""
         self.req: Request = opts["req"]
+        """The request that formed the dialog (INVITE or SUBSCRIBE), kept for the dialog's life."""
         self.res: Response = opts["res"]
+        """The response that formed the dialog (the one sent for a UAS, received for a UAC)."""
         self.auth = opts.get("auth")
+        """The ``auth`` option the dialog was made with (credentials reused for in-dialog requests)."""
         self.agent = self.res.agent or self.req.agent
+        """The server connection's agent that in-dialog requests are sent through."""
         self.connected = True
+        """True until the dialog ends (BYE sent or received, connection lost)."""
         sent = opts.get("sent")
         # (a UAS response's Call-ID is the request's: reading it from what was sent spares
         # building the Response's own SipMessage)
@@ -139,6 +161,7 @@ class Dialog(Emitter):
             if sent is None:
                 raise ValueError("a UAS dialog needs the response that was sent")
             self.sip = SipInfo(call_id=call_id, local_tag=sent.to_tag, remote_tag=self.req.msg.from_tag)
+            """Call-ID and local/remote tags that identify the dialog on the wire."""
             # our Contact (the server wrote it) is parsed only if someone reads local.uri
             contact = sent.get("Contact")
             local_sdp = sent.body or None
@@ -147,7 +170,9 @@ class Dialog(Emitter):
                 local_sdp = given       # the app's own string: one copy of it, not two
             self.local = SipEndpointInfo._lazy(functools.partial(_contact_uri, contact),
                                                local_sdp, contact)
+            """Our end of the dialog: Contact URI, current local SDP and Contact header."""
             self.remote = SipEndpointInfo(uri=_first_contact_uri(self.req.msg), sdp=self.req.body or None)
+            """The far end of the dialog: its Contact URI and its current SDP."""
         else:
             # local.uri is our own Contact URI (drachtio-srf reports the remote request-URI: #175)
             self.sip = SipInfo(call_id=call_id, local_tag=self.req.msg.from_tag, remote_tag=self.res.msg.to_tag)
@@ -168,14 +193,17 @@ class Dialog(Emitter):
 
     @property
     def dialog_type(self) -> str:
+        """The method that formed the dialog: ``'INVITE'`` or ``'SUBSCRIBE'``."""
         return self.req.method or "INVITE"
 
     @property
     def subscribe_event(self) -> str | None:
+        """The ``Event`` header of a SUBSCRIBE dialog's request; None for an INVITE dialog."""
         return self.req.get("Event") if self.dialog_type == "SUBSCRIBE" else None
 
     @property
     def on_hold(self) -> bool:
+        """True while the far end has put the call on hold (set by re-INVITE hold/unhold handling)."""
         return self._on_hold
 
     @on_hold.setter
@@ -202,6 +230,7 @@ class Dialog(Emitter):
 
     @property
     def queue_requests(self) -> bool:
+        """True while incoming in-dialog requests are held back; setting False replays them in order."""
         return self._queue_requests
 
     @queue_requests.setter
@@ -214,6 +243,7 @@ class Dialog(Emitter):
                 self.agent.submit(dialog_key(self.id), self.handle, req, res)
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``id``, ``type``, ``sip``, ``local``, ``remote`` and ``onHold``."""
         return {"id": self.id, "type": self.type, "sip": self.sip.to_dict(),
                 "local": self.local.to_dict(), "remote": self.remote.to_dict(), "onHold": self.on_hold}
 
@@ -222,15 +252,18 @@ class Dialog(Emitter):
 
     # -- subscriptions --------------------------------------------------------------------------
     def get_count_of_subscriptions(self) -> int:
+        """How many subscriptions this SUBSCRIBE dialog still holds."""
         return len(self.__dict__.get("_subscriptions") or ())
 
     def add_subscription(self, req: Any) -> int:
+        """Record the subscription of SUBSCRIBE ``req`` (To user@host and Event); returns the count."""
         to = req.get_parsed_header("To")
         u: Mapping[str, Any] = parse_uri(to.uri) or {}
         self.subscriptions.append(f"{u.get('user')}@{u.get('host')}:{req.get('Event')}")
         return len(self.subscriptions)
 
     def remove_subscription(self, uri: str, event: str | None) -> int:
+        """Drop the subscription for ``uri`` and ``event`` (warn if unknown); returns the count left."""
         u: Mapping[str, Any] = parse_uri(uri) or {}
         entity = f"{u.get('user')}@{u.get('host')}:{event}"
         if entity in self.subscriptions:
@@ -637,29 +670,51 @@ class Dialog(Emitter):
 
     # -- a shortcut per method: dialog.info(opts) is dialog.request(opts, method="INFO") ------------
     info: _ShortcutMethod[Response] = _shortcut("INFO")
+    """Send an INFO in the dialog; same arguments and result as :meth:`request`."""
     notify: _ShortcutMethod[Response] = _shortcut("NOTIFY")
+    """Send a NOTIFY in the dialog; same arguments and result as :meth:`request`."""
     refer: _ShortcutMethod[Response] = _shortcut("REFER")
+    """Send a REFER in the dialog; same arguments and result as :meth:`request`."""
     update: _ShortcutMethod[Response] = _shortcut("UPDATE")
+    """Send an UPDATE in the dialog; same arguments and result as :meth:`request`."""
     message: _ShortcutMethod[Response] = _shortcut("MESSAGE")
+    """Send a MESSAGE in the dialog; same arguments and result as :meth:`request`."""
     options: _ShortcutMethod[Response] = _shortcut("OPTIONS")
+    """Send an OPTIONS in the dialog; same arguments and result as :meth:`request`."""
     invite: _ShortcutMethod[Response] = _shortcut("INVITE")
+    """Send an INVITE in the dialog (prefer :meth:`modify` for a re-INVITE with SDP)."""
     bye: _ShortcutMethod[Response] = _shortcut("BYE")
+    """Send a BYE in the dialog; same arguments and result as :meth:`request`."""
     prack: _ShortcutMethod[Response] = _shortcut("PRACK")
+    """Send a PRACK in the dialog; same arguments and result as :meth:`request`."""
     publish: _ShortcutMethod[Response] = _shortcut("PUBLISH")
+    """Send a PUBLISH in the dialog; same arguments and result as :meth:`request`."""
     subscribe: _ShortcutMethod[Response] = _shortcut("SUBSCRIBE")
+    """Send a SUBSCRIBE in the dialog (refresh or unsubscribe); as :meth:`request`."""
     register: _ShortcutMethod[Response] = _shortcut("REGISTER")
+    """Send a REGISTER in the dialog; same arguments and result as :meth:`request`."""
     cancel: _ShortcutMethod[Request] = _shortcut("CANCEL")      # done when sent (no response)
+    """Send a CANCEL in the dialog; done once sent (no response): yields the Request."""
     ack: _ShortcutMethod[Request] = _shortcut("ACK")            # done when sent (no response)
+    """Send an ACK in the dialog; done once sent (no response): yields the Request."""
 
     # -- JS names: the same objects (the table is names.ALIASES; a unit test checks they agree) ---
     dialogType = dialog_type
+    """JS name of :attr:`dialog_type` (the same property)."""
     onHold = on_hold
+    """JS name of :attr:`on_hold` (the same property)."""
     subscribeEvent = subscribe_event
+    """JS name of :attr:`subscribe_event` (the same property)."""
     toJSON = to_json
+    """JS name of :meth:`to_json`: returns the JSON-ready dict."""
     getCountOfSubscriptions = get_count_of_subscriptions
+    """JS name of :meth:`get_count_of_subscriptions`: returns the count."""
     addSubscription = add_subscription
+    """JS name of :meth:`add_subscription`: returns the new count."""
     removeSubscription = remove_subscription
+    """JS name of :meth:`remove_subscription`: returns the count left."""
     queueRequests = queue_requests
+    """JS name of :attr:`queue_requests` (the same property)."""
 
 
 

@@ -41,6 +41,7 @@ __all__ = [
 _HASHES = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
 #: supported algorithm names (upper case), weakest first
 ALGORITHMS = ("MD5", "MD5-SESS", "SHA-256", "SHA-256-SESS", "SHA-512-256", "SHA-512-256-SESS")
+"""Supported algorithm names (upper case), weakest first."""
 _STRENGTH = {"MD5": 0, "SHA-256": 1, "SHA-512-256": 2}
 
 
@@ -50,8 +51,11 @@ class DigestError(ValueError):
 
 @dataclass(frozen=True)
 class Credentials:
+    """A username and password to answer a Digest challenge with."""
     username: str
+    """The user name to authenticate as."""
     password: str
+    """The password (used only to compute hashes, never sent)."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +63,25 @@ class Challenge:
     """One Digest challenge.  ``algorithm`` is as the server spelled it (echoed back)."""
 
     realm: str
+    """The protection realm the credentials are for."""
     nonce: str
+    """The server's nonce, echoed back and hashed into the response."""
     algorithm: str = "MD5"
+    """Algorithm as the server spelled it (echoed back as is)."""
     qop: tuple[str, ...] = ()          # the qop options offered, lower case; () = no qop
+    """The qop options offered, lower case; () means no qop."""
     opaque: str | None = None
+    """Opaque value to echo back unchanged (None when absent)."""
     stale: bool = False
+    """True when the server said the previous nonce was stale."""
     userhash: bool = False
+    """Whether the server asks for the username to be hashed (RFC 7616 userhash)."""
     domain: str | None = None
+    """The domain parameter, if given."""
     algorithm_given: bool = False      # whether the challenge named an algorithm at all
+    """Whether the challenge named an algorithm at all."""
     params: Mapping[str, str] = field(default_factory=dict)
+    """All challenge parameters as parsed."""
 
     @property
     def base_algorithm(self) -> str:
@@ -77,10 +91,12 @@ class Challenge:
 
     @property
     def session(self) -> bool:
+        """True for a ``-sess`` algorithm variant."""
         return self.algorithm.upper().endswith("-SESS")
 
     @property
     def supported(self) -> bool:
+        """Whether we can answer it: a known algorithm and, if qop is offered, auth or auth-int."""
         return self.algorithm.upper() in ALGORITHMS and (not self.qop or bool(
             {"auth", "auth-int"} & set(self.qop)))
 

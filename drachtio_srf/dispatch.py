@@ -70,10 +70,15 @@ class Dispatcher:
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an int of at least 1, got {max_workers!r}")
         self.max_workers = max_workers
+        """Most worker threads running at once."""
         self.name = name
+        """Name prefix of the worker threads."""
         self.idle_timeout = idle_timeout
+        """Seconds an idle worker waits for work before it exits."""
         self.watchdog_interval = watchdog_interval
+        """Seconds between watchdog checks for tasks that block too long."""
         self.long_task = long_task
+        """Seconds after which a running task counts as long (blocking)."""
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._watch = threading.Condition(self._lock)   # the watchdog waits for work on this
@@ -221,13 +226,7 @@ class Dispatcher:
                     backlog.append(item)
                     return True
                 self._keys[key] = deque()
-            self._ready.append(item)
-            if not self._busy:
-                self._wake_locked()
-            elif self._watchdog_waiting:
-                self._watch.notify()
-            elif self._watchdog is None:
-                self._start_watchdog_locked()
+            self._ready_locked(item)
         return True
 
     def _ready_locked(self, item: _Item) -> None:
@@ -503,11 +502,13 @@ class HoldHandle:
     def __init__(self, dispatcher: Dispatcher, key: Hashable) -> None:
         self._dispatcher = dispatcher
         self.key = key
+        """The dispatcher key this hold blocks."""
         self._released = False
         self._parked = False      # at the head of its key's queue: the key waits for us
 
     @property
     def released(self) -> bool:
+        """True once :meth:`release` has been called."""
         return self._released
 
     def release(self) -> None:
@@ -530,9 +531,13 @@ class TimerHandle:
 
     def __init__(self, when: float, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.when = when
+        """Monotonic time the call is due at."""
         self.fn = fn
+        """The function to call (a no-op once cancelled)."""
         self.args = args
+        """Positional arguments for the call."""
         self.cancelled = False
+        """True once :meth:`cancel` has been called."""
 
     def cancel(self) -> None:
         """Cancel the call (no effect once it ran)."""
@@ -554,6 +559,7 @@ class Timers:
 
     def __init__(self, name: str = "drachtio-timers") -> None:
         self.name = name
+        """Name of the timer thread."""
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition(threading.Lock())
@@ -738,6 +744,7 @@ class Completion:
         self._key = key
         self.future: DrachtioFuture[Any] | None = (
             None if callback is not None else DrachtioFuture(dispatcher, key))
+        """Future that receives the result when no callback was given, else None."""
         self._done = False
 
     @property

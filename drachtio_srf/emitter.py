@@ -204,9 +204,16 @@ class Emitter:
 
     # -- JS names ---------------------------------------------------------------------------------
     addListener = add_listener
+    """JS name of :meth:`add_listener`: returns the function added."""
     prependListener = prepend_listener
+    """JS name of :meth:`prepend_listener`: returns the function added."""
     prependOnceListener = prepend_once_listener
+    """JS name of :meth:`prepend_once_listener`: returns the function added."""
     removeListener = off
+    """JS name of :meth:`off`: removes one listener, returns self."""
     removeAllListeners = remove_all_listeners
+    """JS name of :meth:`remove_all_listeners` (for one event or all)."""
     listenerCount = listener_count
+    """JS name of :meth:`listener_count`: returns the number of listeners of an event."""
     eventNames = event_names
+    """JS name of :meth:`event_names`: returns the set of event names with listeners."""

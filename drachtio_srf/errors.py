@@ -25,11 +25,15 @@ class SipError(Exception):
             raise TypeError(f"SipError status must be an int, not {type(status).__name__}")
         super().__init__(f"Sip non-success response: {status}")
         self.status = status
+        """The SIP status code of the non-success final response."""
         self.reason = reason
+        """The reason phrase of that response, if known."""
         self.res = res
+        """The :class:`Response` itself when the library has it, else None."""
 
     @property
     def name(self) -> str:
+        """Always ``'SipError'`` (the JS ``err.name``)."""
         return "SipError"
 
     @property
@@ -50,6 +54,7 @@ class SipError(Exception):
         return out
 
     toJSON = to_json
+    """JS name of :meth:`to_json`: returns the ``JSON.stringify`` form."""
 
     def __repr__(self) -> str:
         return f"SipError({self.status!r}, {self.reason!r})"

@@ -67,7 +67,9 @@ class Runtime(Protocol):
     """What the hold needs from its owner (the Agent): where tasks and timers run."""
 
     dispatcher: Dispatcher
+    """Worker pool where user code and events run."""
     timers: Timers
+    """Timer thread for the hold's deadlines."""
 
 
 _HOLD_MAX = 1.0            # rule 5: last resort against a consumer that never calls anything
@@ -286,17 +288,22 @@ class GatedFuture(DrachtioFuture):
     def __init__(self, dispatcher: Dispatcher | None = None, key: Hashable | None = None) -> None:
         super().__init__(dispatcher, key)
         self.gate: _Hold | None = None
+        """The hold released when the first consumer takes the result (None: none or already taken)."""
         self.waiters = 0
+        """How many threads are blocked in :meth:`result` right now."""
         self.has_done_callbacks = False
+        """Whether a user done-callback was added (not asyncio's own forwarding)."""
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         # asyncio.wrap_future's plumbing only forwards the result to an event loop: the consumer
         # is the task awaiting there, which takes it with result() (see _Hold.taken)
+        """Add a done callback, noting whether it is a user callback rather than asyncio plumbing."""
         if getattr(fn, "__module__", None) != "asyncio.futures":
             self.has_done_callbacks = True
         super().add_done_callback(fn)
 
     def result(self, timeout: float | None = None) -> Any:
+        """Wait for and return the result; the first consumer to take it releases the hold."""
         _release_held()
         with self._condition:       # (the Future's own lock counts the waiters)
             self.waiters += 1
@@ -312,6 +319,7 @@ class GatedFuture(DrachtioFuture):
         return value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for and return the exception (None when it succeeded), releasing any held key first."""
         _release_held()
         return super().exception(timeout)
 
@@ -339,10 +347,12 @@ class Outcome:
 
     @property
     def future(self) -> GatedFuture | None:
+        """The Future the caller gets when no callback was given, else None."""
         return self._completion.future if self._completion is not None else None  # type: ignore[return-value]
 
     @property
     def done(self) -> bool:
+        """True once the outcome has been delivered (success or failure)."""
         return self._done
 
     @property
@@ -352,6 +362,7 @@ class Outcome:
         return fut is not None and fut.cancelled()
 
     def returned(self, value_with_callback: Any = None) -> Any:
+        """What the public method returns: the Future, or ``value_with_callback`` given a callback."""
         return self.future if self._completion is not None else value_with_callback
 
     def _claim(self) -> bool:
@@ -416,6 +427,7 @@ class Outcome:
         hold.start(handle, callbacks_first=False)
 
     def fail(self, err: BaseException, key: Hashable | None = None) -> None:
+        """Report ``err`` to the callback or Future (once only), serial on ``key``."""
         if not self._claim():
             return
         if self._callback is not None:

@@ -20,19 +20,28 @@ class MessageView:
     """Header access, message fields and server meta of a wrapped SipMessage (``self.msg``)."""
 
     msg: Any   # the SipMessage: a plain field on Request, built on first use by Response
+    """The wrapped SipMessage that headers and fields are read from."""
 
     # Meta defaults (class attributes until first assigned: most messages never set some).
     source: str | None = None
+    """Who sent it, from the server meta: ``'network'`` or ``'application'``."""
     source_address: str | None = None
+    """IP address the message came from (server meta)."""
     source_port: int | None = None
+    """Port the message came from (server meta; 5060 when not given)."""
     protocol: str | None = None
+    """Transport protocol, e.g. ``'udp'``, ``'tcp'`` (server meta)."""
     stack_time: str | None = None
+    """Server timestamp of the message, ``'HH:MM:SS.uuuuuu'``."""
     stack_txn_id: str | None = None
+    """The server's transaction id for the message."""
     stack_dialog_id: str | None = None
+    """The server's dialog id (``''`` when the message belongs to no dialog)."""
 
     # -- meta ---------------------------------------------------------------------------------
     @property
     def meta(self) -> dict[str, Any]:
+        """The server meta as a dict (source, address, port, protocol, time, ids); settable."""
         return {"source": self.source, "source_address": self.source_address,
                 "source_port": self.source_port, "protocol": self.protocol,
                 "time": self.stack_time, "transactionId": self.stack_txn_id,
@@ -57,12 +66,15 @@ class MessageView:
 
     # -- delegated to the SipMessage ------------------------------------------------------------
     def get(self, name: str) -> str | None:
+        """The value of header ``name``, or None when absent."""
         return self.msg.get(name)
 
     def has(self, name: str) -> bool:
+        """True if the message has header ``name``."""
         return self.msg.has(name)
 
     def set(self, name: Any, value: Any = None) -> Self:
+        """Add header ``name`` (appending ``,value`` if present), or several from a dict; returns self."""
         if value is None:
             self.msg.set(name)
         else:
@@ -70,6 +82,7 @@ class MessageView:
         return self
 
     def get_parsed_header(self, name: str) -> Any:
+        """Header ``name`` parsed (e.g. To/From/Contact into uri and params)."""
         return self.msg.get_parsed_header(name)
 
     @property
@@ -79,42 +92,52 @@ class MessageView:
 
     @property
     def uri(self) -> str | None:
+        """The request-URI (None for a response)."""
         return self.msg.uri
 
     @property
     def headers(self) -> dict[str, str]:
+        """All headers as a dict of name to value."""
         return self.msg.headers
 
     @property
     def body(self) -> str:
+        """The message body (``''`` when there is none)."""
         return self.msg.body
 
     @property
     def payload(self) -> Any:
+        """The body as a list of ``{type, content}``: one item, or one per multipart part."""
         return self.msg.payload
 
     @property
     def type(self) -> str:
+        """``'request'``, ``'response'`` or ``'unknown'``."""
         return self.msg.type
 
     @property
     def raw(self) -> str | None:
+        """The SIP text the message was parsed from, if any."""
         return self.msg.raw
 
     @property
     def calling_number(self) -> Any:
+        """User part of P-Asserted-Identity, else of From; ``''`` if none."""
         return self.msg.calling_number
 
     @property
     def calling_name(self) -> Any:
+        """Quoted display name of P-Asserted-Identity, else of From; ``''`` if none."""
         return self.msg.calling_name
 
     @property
     def called_number(self) -> Any:
+        """User part of the request-URI; ``''`` if none."""
         return self.msg.called_number
 
     @property
     def can_form_dialog(self) -> bool:
+        """True for an INVITE or SUBSCRIBE without a To tag (it would start a dialog)."""
         return self.msg.can_form_dialog
 
     def to_string(self) -> str:
@@ -122,6 +145,7 @@ class MessageView:
         return str(self.msg)
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: the SIP text and the server meta."""
         return {"msg": str(self.msg), "source": self.source, "source_address": self.source_address,
                 "source_port": self.source_port, "protocol": self.protocol,
                 "stackTime": self.stack_time, "stackDialogId": self.stack_dialog_id,
@@ -133,12 +157,22 @@ class MessageView:
     # -- JS names of the members above (the table is names.ALIASES, per class; install_aliases
     # makes the JS name of a plain field a property forwarding to it)
     stackTime = stack_time
+    """JS name of :attr:`stack_time` (forwards to it)."""
     stackTxnId = stack_txn_id
+    """JS name of :attr:`stack_txn_id` (forwards to it)."""
     stackDialogId = stack_dialog_id
+    """JS name of :attr:`stack_dialog_id` (forwards to it)."""
     getParsedHeader = get_parsed_header
+    """JS name of :meth:`get_parsed_header`: returns the parsed header."""
     callingNumber = calling_number
+    """JS name of :attr:`calling_number` (the same property)."""
     callingName = calling_name
+    """JS name of :attr:`calling_name` (the same property)."""
     calledNumber = called_number
+    """JS name of :attr:`called_number` (the same property)."""
     canFormDialog = can_form_dialog
+    """JS name of :attr:`can_form_dialog` (the same property)."""
     toJSON = to_json
+    """JS name of :meth:`to_json`: returns the JSON-ready dict."""
     toString = to_string
+    """JS name of :meth:`to_string`: returns the SIP text."""

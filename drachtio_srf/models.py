@@ -37,6 +37,7 @@ _T = TypeVar("_T")
 #: An async method's callback: ``cb(err, result)`` on success (err None), ``cb(err)`` on failure.
 #: Functions taking only ``err`` are accepted too (JS drops the arguments a function does not take).
 Callback = Callable[[BaseException | None, _T], object] | Callable[[BaseException | None], object]
+"""An async method's callback: ``cb(err, result)``, ``err`` None on success; ``cb(err)`` works too."""
 
 
 @install_aliases
@@ -45,15 +46,22 @@ class SipInfo:
     """What identifies a dialog on the wire: Call-ID and the two tags."""
 
     call_id: str
+    """The dialog's Call-ID."""
     local_tag: str | None
+    """Our tag (From tag for a UAC, To tag for a UAS)."""
     remote_tag: str | None
+    """The far end's tag."""
 
     if TYPE_CHECKING:   # the JS names, for type checkers (install_aliases makes them the fields)
         callId: str
+        """JS name of :attr:`call_id`."""
         localTag: str | None
+        """JS name of :attr:`local_tag`."""
         remoteTag: str | None
+        """JS name of :attr:`remote_tag`."""
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"callId", "localTag", "remoteTag"}``, as drachtio-srf shows it."""
         return {"callId": self.call_id, "localTag": self.local_tag, "remoteTag": self.remote_tag}
 
 
@@ -71,7 +79,9 @@ class SipEndpointInfo:
         self._uri = uri
         self._uri_from: Callable[[], str | None] | None = None
         self.sdp = sdp
+        """The end's current SDP (None when none was exchanged)."""
         self.contact = contact
+        """The Contact header value (our end only), else None."""
 
     @classmethod
     def _lazy(cls, uri_from: Callable[[], str | None], sdp: str | None,
@@ -82,6 +92,7 @@ class SipEndpointInfo:
 
     @property
     def uri(self) -> str | None:
+        """The end's Contact URI (parsed on first read when given lazily); settable."""
         make = self._uri_from
         if make is not None:
             self._uri = make()
@@ -103,6 +114,7 @@ class SipEndpointInfo:
         return f"SipEndpointInfo(uri={self.uri!r}, sdp={self.sdp!r}, contact={self.contact!r})"
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"uri", "sdp"}`` plus ``"contact"`` when set."""
         d: dict[str, Any] = {"uri": self.uri, "sdp": self.sdp}
         if self.contact is not None:
             d["contact"] = self.contact
@@ -116,7 +128,9 @@ class ServerInfo(AttrDict):
 
     __slots__ = ()
     address: str | None
+    """IP address of the drachtio server (the connection's peer)."""
     hostport: str | None
+    """The server connection's ``host:port``."""
 
 
 class Registration(AttrDict):
@@ -124,9 +138,13 @@ class Registration(AttrDict):
 
     __slots__ = ()
     type: str
+    """``'unregister'`` when the expiry is 0, else ``'register'``."""
     expires: int | None
+    """Expiry in seconds (Contact ``expires`` param, else Expires header), or None."""
     contact: Any
+    """The parsed Contact header: a list of entries (or ``'*'``)."""
     aor: str | None
+    """The address of record: the URI of the To header."""
 
 
 class ProxyResult(Protocol):
@@ -138,11 +156,17 @@ class ProxyResult(Protocol):
     """
 
     connected: bool
+    """True if a 200 OK came back."""
     final_status: int | None
+    """Status of the final response, None if there was none."""
     finalStatus: int | None
+    """JS name of :attr:`final_status`."""
     final_response: Any
+    """The final response as ``{time, status, msg}``."""
     finalResponse: Any
+    """JS name of :attr:`final_response`."""
     responses: list[Any]
+    """Per target tried: ``{address, port, msgs: [{time, status, msg}]}``."""
 
     def __getitem__(self, key: str) -> Any: ...
 
@@ -158,7 +182,9 @@ class B2BUAResult:
 
     def __init__(self, uas: Dialog, uac: Dialog) -> None:
         self.uas = uas
+        """The UAS leg: the dialog with the caller."""
         self.uac = uac
+        """The UAC leg: the dialog with the called party."""
 
     def __iter__(self) -> Iterator[Dialog]:
         """``uas, uac = result``."""
@@ -185,6 +211,7 @@ class B2BUAResult:
         return {"uas": self.uas.to_json(), "uac": self.uac.to_json()}
 
     toJSON = to_json
+    """JS name of :meth:`to_json`: returns ``{"uas": ..., "uac": ...}``."""
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, B2BUAResult):

@@ -78,6 +78,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "canFormDialog": "can_form_dialog",
     },
 }
+"""JS name -> PEP 8 name, per class name; :func:`install_aliases` reads it."""
 
 # JS option key -> PEP 8 option key, for keys the generic camelCase rule would get wrong or that
 # are worth stating.  Any other camelCase key is converted by :func:`to_snake`.
@@ -113,6 +114,7 @@ OPTION_NAMES: dict[str, str] = {
     "stackTxnId": "stack_txn_id",
     "dialogStateEmitter": "dialog_state_emitter",
 }
+"""JS option key -> PEP 8 option key, where the generic camelCase rule would be wrong."""
 
 # option values that are themselves option dicts (normalised too); 'headers' never is.
 _NESTED = {"reconnect", "progress"}

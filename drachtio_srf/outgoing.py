@@ -65,8 +65,10 @@ class Sender(Router):
         #: ``auth_state(auth, method=, uri=, headers=, body=, dialog_id=, proxy=)``: the retry
         #: state of a request sent with credentials (set by the UAC auth layer)
         self.auth_state: Callable[..., Any] | None = None
+        """``auth_state(auth, method=, ...)``: retry state of a credentialed request (set by UAC auth)."""
         #: ``defer_cancel(req, send)``: True if the CANCEL ``send`` is held for a retry
         self.defer_cancel: Callable[[Request, Callable[[], None]], bool] = _never_deferred
+        """``defer_cancel(req, send)``: True if the CANCEL ``send`` is held back for an auth retry."""
 
     # -- requests out -----------------------------------------------------------------------------
     def send_request(self, *, method: str, uri: str | None, headers: Mapping[str, Any] | None = None,

@@ -40,10 +40,14 @@ class Request(MessageView, Emitter):
     # one Request is made per SIP request, so fewer per-instance fields is less time and memory.
     _res: Response | None = None
     canceled = False
+    """True once the far end has canceled this INVITE."""
     auth: Any = None
+    """For a request sent with credentials, the ``auth`` option it used, else None."""
     _server: Any = None         # dict, or _SERVER_OF_CONN: made from the connection on first read
     received_on: str | None = None
+    """``'host:port'`` of the server transport it arrived on (new requests only)."""
     session_token: str | None = None
+    """Session token the server attached, if any."""
     # library internals: dispatch key for this request's events, and hooks the library runs
     # itself (on the reader thread) when responses arrive or the connection is lost.
     _key: Any = None
@@ -53,11 +57,15 @@ class Request(MessageView, Emitter):
                  conn: ServerConn | None = None) -> None:
         super().__init__()
         self.msg = msg if msg is not None else SipMessage()
+        """The SipMessage of this request."""
         self.agent = agent
+        """The server connection's agent (None for a request not tied to a connection)."""
         self._conn = conn
         self.srf: Any = agent.srf if agent is not None else None
+        """The :class:`Srf` application, or None without an agent."""
         if meta is not None:
             self.meta = meta
+            """Set from the server meta when given (see :attr:`MessageView.meta`)."""
 
     # the hook lists are made on first use: most requests never get a hook
     _hook_list: list[Callable[..., None]] | None = None
@@ -129,6 +137,7 @@ class Request(MessageView, Emitter):
 
     @property
     def res(self) -> Response | None:
+        """The :class:`Response` paired with this request, once there is one."""
         return self._res
 
     @res.setter
@@ -139,6 +148,7 @@ class Request(MessageView, Emitter):
     # a request's method, uri and body are also settable
     @property
     def method(self) -> str | None:
+        """The SIP method (settable)."""
         return self.msg.method
 
     @method.setter
@@ -147,6 +157,7 @@ class Request(MessageView, Emitter):
 
     @property
     def uri(self) -> str | None:
+        """The request-URI (settable)."""
         return self.msg.uri
 
     @uri.setter
@@ -154,9 +165,11 @@ class Request(MessageView, Emitter):
         self.msg.uri = value
 
     url = uri
+    """Same property as :attr:`uri` (Express-style name)."""
 
     @property
     def body(self) -> str:
+        """The message body (settable)."""
         return self.msg.body
 
     @body.setter
@@ -175,18 +188,22 @@ class Request(MessageView, Emitter):
 
     @property
     def reason(self) -> str | None:
+        """None for a request (SipMessage field, for symmetry with Response)."""
         return self.msg.reason
 
     @property
     def call_id(self) -> str | None:
+        """The Call-ID header, or None."""
         return self.msg.get("Call-ID")
 
     @property
     def from_(self) -> str | None:
+        """The From header, or None (``from`` is a Python keyword)."""
         return self.msg.get("From")
 
     @property
     def to(self) -> str | None:
+        """The To header, or None."""
         return self.msg.get("To")
 
     @property
@@ -279,9 +296,13 @@ class Request(MessageView, Emitter):
 
     # -- JS names (the table is names.ALIASES; the ones shared with Response are MessageView's) --
     isNewInvite = is_new_invite
+    """JS name of :meth:`is_new_invite`: returns True for an initial INVITE."""
     receivedOn = received_on
+    """JS name of :attr:`received_on` (forwards to it)."""
     sessionToken = session_token
+    """JS name of :attr:`session_token` (forwards to it)."""
     callId = call_id
+    """JS name of :attr:`call_id` (the same property)."""
 
     # -- internal ------------------------------------------------------------------------
     def _far_end_canceled(self, cancel_msg: Any) -> None:

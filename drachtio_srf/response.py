@@ -48,6 +48,7 @@ class Response(MessageView, Emitter):
     # Defaults for fields most responses never set (class attributes until first assigned).
     _req: Request | None = None
     finished = False
+    """True once the final response has been sent."""
     _reason: str | None = None    # reason sent, kept here while no SipMessage was built
     _send_disabled = False   # unsolicited BYE from the server: nothing to answer
 
@@ -55,8 +56,10 @@ class Response(MessageView, Emitter):
         super().__init__()
         self._msg = msg
         self.agent = agent
+        """The server connection's agent the response goes through, or None."""
         self._conn = conn
         self.srf: Any = agent.srf if agent is not None else None
+        """The :class:`Srf` application, or None without an agent."""
         self._status: int | None = getattr(msg, "status", None)
 
     @property
@@ -100,6 +103,7 @@ class Response(MessageView, Emitter):
     # -- request link (meta is MessageView's) ----------------------------------------------
     @property
     def req(self) -> Request | None:
+        """The request this response answers; setting it copies its dialog-forming headers."""
         return self._req
 
     @req.setter
@@ -114,6 +118,7 @@ class Response(MessageView, Emitter):
     # -- status ---------------------------------------------------------------------------
     @property
     def status(self) -> int | None:
+        """The status code (sent or received; settable before sending)."""
         if self._status is not None:
             return self._status
         m = self._msg
@@ -124,24 +129,30 @@ class Response(MessageView, Emitter):
         self._status = value
 
     status_code = status
+    """Same property as :attr:`status` (Express-style name)."""
 
     @property
     def reason(self) -> str | None:
+        """The reason phrase (sent or received)."""
         m = self._msg
         return m.reason if m is not None else self._reason
 
     @property
     def final_response_sent(self) -> bool:
+        """True once the final response has been sent (as :attr:`finished`)."""
         return self.finished
 
     @property
     def headers_sent(self) -> bool:
+        """True once the final response has been sent (as :attr:`finished`)."""
         return self.finished
 
     # -- header access (get, has, set, get_parsed_header and the message fields: MessageView) -
     get_header = MessageView.get
+    """Same method as :meth:`get`: the value of a header, or None."""
 
     def set_header(self, name: str, value: Any) -> Response:
+        """Set header ``name`` on the response to send; returns self."""
         return self.set(name, value)
 
     def remove_header(self, name: str) -> None:
@@ -229,11 +240,17 @@ class Response(MessageView, Emitter):
 
     # -- JS names (the table is names.ALIASES; the ones shared with Request are MessageView's) --
     statusCode = status_code
+    """JS name of :attr:`status_code` (the same property)."""
     finalResponseSent = final_response_sent
+    """JS name of :attr:`final_response_sent` (the same property)."""
     headersSent = headers_sent
+    """JS name of :attr:`headers_sent` (the same property)."""
     getHeader = get_header
+    """JS name of :attr:`get_header`: returns a header's value."""
     setHeader = set_header
+    """JS name of :meth:`set_header`: returns self."""
     removeHeader = remove_header
+    """JS name of :meth:`remove_header` (which does nothing)."""
 
 
 _SEND_SLOTS = ("reason", "opts", "callback", "fn_ack")

@@ -68,10 +68,13 @@ class Router(Channel):
         super().__init__(srf)
         #: runs (as user code, on the dispatcher) for every new or in-dialog request
         self.on_request: Callable[[Request, Response], Any] = on_request or _unhandled
+        """Runs as user code on the dispatcher for every new or in-dialog request."""
         #: the Dialog with a dialog id, or None
         self.find_dialog: Callable[[str], Any] = find_dialog or (lambda _dialog_id: None)
+        """Returns the Dialog with a given dialog id, or None."""
         #: set by the UAC auth layer; called on the reader for a 401/407 to a request we sent
         self.on_challenge: ChallengeHook | None = None
+        """Set by the UAC auth layer; called on the reader for a 401/407 to a request we sent."""
 
     if TYPE_CHECKING:
         def send_ack(self, sc: ServerConn, method: str, dialog_id: str, req: Request, res: Response,

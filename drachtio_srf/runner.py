@@ -38,10 +38,15 @@ class Runner:
         if not command:
             raise ValueError("no command to run")
         self.command = list(command)
+        """The command line each copy runs."""
         self.count = count
+        """How many copies to keep running."""
         self.restart = restart
+        """Whether to start a copy again when it exits with an error."""
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        """The process of each copy by index (None before it starts)."""
         self.stopping = False
+        """Set when stopping, so exiting copies are not restarted."""
 
     def _start(self, index: int) -> None:
         env = dict(os.environ, DRACHTIO_WORKER=str(index), DRACHTIO_WORKERS=str(self.count))
@@ -84,6 +89,7 @@ class Runner:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: run the given command in N copies; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m drachtio_srf.runner", description=__doc__.split("\n\n")[0])
     p.add_argument("-n", "--processes", type=int, default=os.cpu_count() or 1,
                    help="how many copies to run (default: the number of CPUs)")

@@ -114,12 +114,19 @@ class Srf(Emitter):
     """A drachtio signaling resource framework application."""
 
     Dialog = Dialog
+    """The :class:`Dialog` class, reachable from the app as in drachtio-srf."""
     SipError = SipError
+    """The :class:`SipError` class, reachable from the app as in drachtio-srf."""
     SipMessage = SipMessage
+    """The SipMessage class, reachable from the app as in drachtio-srf."""
     SipRequest = Request
+    """The :class:`Request` class under its drachtio-srf name."""
     SipResponse = Response
+    """The :class:`Response` class under its drachtio-srf name."""
     parse_uri = staticmethod(parse_uri)
+    """Parse a SIP URI string into its parts (static)."""
     stringify_uri = staticmethod(stringify_uri)
+    """Build a SIP URI string from its parts (static)."""
 
     def __init__(self, tags: str | list[str] | None = None, *, max_workers: int = 64,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -134,6 +141,7 @@ class Srf(Emitter):
         if max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self.max_workers = max_workers
+        """Cap on threads running user code at once (handlers, callbacks, listeners)."""
         tag_list = [tags] if isinstance(tags, str) else list(tags or [])
         if len(tag_list) > 20:
             raise ArgumentError("at most 20 tags")
@@ -141,7 +149,9 @@ class Srf(Emitter):
             if not isinstance(t, str) or len(t) > 32 or not _TAG.match(t):
                 raise ArgumentError(f"invalid tag {t!r}: up to 32 of [a-zA-Z0-9-_+@:]")
         self.tags = tag_list
+        """The tags this app registers, so the server routes tagged requests to it."""
         self.locals: dict[str, Any] = {}
+        """A free dict for the app's own data, as Express ``app.locals``."""
         self._settings: dict[str, Any] = {}
         self._dialogs: dict[str, Dialog] = {}
         self._dialogs_lock = threading.Lock()
@@ -247,6 +257,7 @@ class Srf(Emitter):
 
     @property
     def connected(self) -> bool:
+        """True while connected to a drachtio server."""
         return self._agent.connected
 
     # -- connect (inbound mode) ------------------------------------------------------------------
@@ -503,6 +514,7 @@ class Srf(Emitter):
         return stopped
 
     close = disconnect
+    """Same method as :meth:`disconnect`."""
 
     def end_session(self, msg: Request | Response) -> None:
         """Outbound mode: close the server connection ``msg`` came on."""
@@ -512,32 +524,40 @@ class Srf(Emitter):
 
     # -- settings, registry -------------------------------------------------------------------------
     def set(self, key: str, value: Any) -> Srf:
+        """Store an app setting ``key`` (read back with :meth:`get`); returns self."""
         self._settings[key] = value
         return self
 
     def get(self, key: str) -> Any:
+        """The app setting ``key``, or None if it was never set."""
         return self._settings.get(key)
 
     def find_dialog_by_id(self, stack_dialog_id: str) -> _Dialog | None:
+        """The open dialog with this server dialog id, or None."""
         with self._dialogs_lock:
             return self._dialogs.get(stack_dialog_id)
 
     def find_dialog_by_call_id_and_from_tag(self, call_id: str, tag: str) -> _Dialog | None:
+        """The open dialog with this Call-ID and From tag, or None."""
         return self.find_dialog_by_id(f"{call_id};from-tag={tag}")
 
     def add_dialog(self, dialog: _Dialog) -> None:
+        """Register ``dialog`` under its id so in-dialog requests find it."""
         with self._dialogs_lock:
             self._dialogs[dialog.id] = dialog
 
     def remove_dialog(self, dialog: _Dialog) -> None:
+        """Forget ``dialog`` (only if it is the one registered under its id)."""
         with self._dialogs_lock:
             if self._dialogs.get(dialog.id) is dialog:
                 del self._dialogs[dialog.id]
 
     def unregister_for_messages(self, verb: str) -> None:
+        """Ask the server to stop sending new ``verb`` requests to this app."""
         self._agent.remove_route(verb.lower())
 
     def reregister_for_messages(self, verb: str) -> None:
+        """Ask the server to send new ``verb`` requests to this app again."""
         self._agent.add_route(verb.lower())
 
     # -- middleware ---------------------------------------------------------------------------------
@@ -989,31 +1009,58 @@ class Srf(Emitter):
 
     # -- a handler per SIP method: srf.invite(fn) is srf.use("invite", fn) -------------------------
     invite = _verb("invite")
+    """Handle new INVITE requests: ``srf.invite(fn)`` is ``srf.use("invite", fn)``."""
     register = _verb("register")
+    """Handle new REGISTER requests (as ``srf.use("register", fn)``)."""
     options = _verb("options")
+    """Handle new OPTIONS requests (as ``srf.use("options", fn)``)."""
     subscribe = _verb("subscribe")
+    """Handle new SUBSCRIBE requests (as ``srf.use("subscribe", fn)``)."""
     notify = _verb("notify")
+    """Handle NOTIFY requests outside a dialog (as ``srf.use("notify", fn)``)."""
     message = _verb("message")
+    """Handle MESSAGE requests outside a dialog (as ``srf.use("message", fn)``)."""
     info = _verb("info")
+    """Handle INFO requests outside a dialog (as ``srf.use("info", fn)``)."""
     publish = _verb("publish")
+    """Handle PUBLISH requests outside a dialog (as ``srf.use("publish", fn)``)."""
     refer = _verb("refer")
+    """Handle REFER requests outside a dialog (as ``srf.use("refer", fn)``)."""
     update = _verb("update")
+    """Handle UPDATE requests outside a dialog (as ``srf.use("update", fn)``)."""
     bye = _verb("bye")
+    """Handle BYE requests outside a dialog (as ``srf.use("bye", fn)``)."""
     cancel = _verb("cancel")
+    """Handle CANCEL requests outside a dialog (as ``srf.use("cancel", fn)``)."""
     prack = _verb("prack")
+    """Handle PRACK requests outside a dialog (as ``srf.use("prack", fn)``)."""
     ack = _verb("ack")
+    """Handle ACK requests outside a dialog (as ``srf.use("ack", fn)``)."""
 
     # -- JS names: the same objects (the table is names.ALIASES; a unit test checks they agree) ---
     createUAS = create_uas
+    """JS name of :meth:`create_uas`: returns the UAS dialog."""
     createUAC = create_uac
+    """JS name of :meth:`create_uac`: returns the UAC dialog."""
     createB2BUA = create_b2bua
+    """JS name of :meth:`create_b2bua`: returns the two dialogs."""
     proxyRequest = proxy_request
+    """JS name of :meth:`proxy_request`: returns the proxy result."""
     findDialogById = find_dialog_by_id
+    """JS name of :meth:`find_dialog_by_id`: returns the dialog or None."""
     findDialogByCallIDAndFromTag = find_dialog_by_call_id_and_from_tag
+    """JS name of :meth:`find_dialog_by_call_id_and_from_tag`: returns the dialog or None."""
     addDialog = add_dialog
+    """JS name of :meth:`add_dialog`."""
     removeDialog = remove_dialog
+    """JS name of :meth:`remove_dialog`."""
     endSession = end_session
+    """JS name of :meth:`end_session`."""
     unregisterForMessages = unregister_for_messages
+    """JS name of :meth:`unregister_for_messages`."""
     reregisterForMessages = reregister_for_messages
+    """JS name of :meth:`reregister_for_messages`."""
     parseUri = parse_uri
+    """JS name of :attr:`parse_uri`: returns the URI's parts."""
     stringifyUri = stringify_uri
+    """JS name of :attr:`stringify_uri`: returns the URI string."""

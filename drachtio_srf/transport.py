@@ -64,12 +64,15 @@ class Connection:
         self._on_frame = on_frame
         self._on_close = on_close
         self.name = name
+        """Name used for the reader thread and in log messages."""
         try:
             peer = sock.getpeername()
             self.peer: tuple[str, int] = (str(peer[0]), int(peer[1]))
+            """(host, port) of the remote end; ``("", 0)`` when the socket could not tell."""
         except (OSError, IndexError, TypeError):
             self.peer = ("", 0)
         self.closed = False
+        """Set once the connection has closed."""
         self._write_lock = threading.Lock()
         self._state_lock = threading.Lock()
         # OpenSSL forbids concurrent SSL_read/SSL_write on one connection (writes get lost, the
@@ -349,16 +352,27 @@ class Reconnector:
                  initial_delay: float = 0.150, factor: float = 1.7,
                  name: str = "drachtio-reconnect") -> None:
         self.host = host
+        """Server host to connect to."""
         self.port = port
+        """Server port to connect to."""
         self.tls = tls
+        """TLS context to wrap the socket with, or None for plain TCP."""
         self.server_hostname = server_hostname
+        """Name for SNI and the certificate check (None: ``host``)."""
         self.timeout = timeout
+        """Timeout, in seconds, of one connect attempt."""
         self.retry_max_delay = retry_max_delay
+        """Longest delay, in seconds, between two attempts."""
         self.max_attempts = max_attempts
+        """Attempts before giving up (None: no limit)."""
         self.connect_timeout = connect_timeout
+        """Give up once the summed delays reach this many seconds (None: no limit)."""
         self.initial_delay = initial_delay
+        """Delay, in seconds, before the first retry."""
         self.factor = factor
+        """Factor the delay grows by after each failed attempt."""
         self.name = name
+        """Name of the connecting thread."""
         self._on_connect = on_connect
         self._on_give_up = on_give_up
         self._on_attempt_failed = on_attempt_failed
@@ -367,7 +381,9 @@ class Reconnector:
         self._threads: list[threading.Thread] = []
         self._cycling = False
         self.attempts = 0          # attempts since the last reset
+        """Connect attempts since the last :meth:`reset`."""
         self.waited = 0.0          # summed delays since the last reset
+        """Summed delays, in seconds, since the last :meth:`reset`."""
 
     def delay(self, attempt: int) -> float:
         """The delay before attempt number ``attempt`` with this reconnector's settings."""
@@ -488,8 +504,11 @@ class Listener:
                  handshake_timeout: float = _HANDSHAKE_TIMEOUT, name: str = "drachtio-listener") -> None:
         self._on_accept = on_accept
         self.tls = tls
+        """TLS context for accepted connections, or None for plain TCP."""
         self.handshake_timeout = handshake_timeout
+        """Longest time, in seconds, a TLS handshake may take before the connection is dropped."""
         self.name = name
+        """Name of the accept thread (the bound port is appended)."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -501,7 +520,9 @@ class Listener:
             self._sock.close()
             raise
         self.host: str = self._sock.getsockname()[0]
+        """Address the socket is actually bound to."""
         self.port: int = self._sock.getsockname()[1]
+        """Port actually bound (useful when 0 was asked for)."""
         self._wake_r, self._wake_w = socket.socketpair()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"{name}-{self.port}", daemon=True)
@@ -509,6 +530,7 @@ class Listener:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
         return self._closed
 
     def close(self, timeout: float = 5.0) -> None:

@@ -55,7 +55,9 @@ __all__ = [
 ]
 
 MAX_RETRIES = 4               # authenticated retries of one request, all realms and stale nonces
+"""Most authenticated retries of one request, over all realms and stale nonces."""
 CREDENTIALS_TIMEOUT = 32.0    # longest wait for an auth function's callback (Timer B)
+"""Longest wait, in seconds, for an auth function's callback (Timer B)."""
 
 _NONCES = NonceCounter()
 _IP_HOST = re.compile(r"^sips?:(?:[^@;?>]*@)?(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])(?::\d+)?(?:[;?>]|$)",
@@ -70,16 +72,27 @@ class AuthState:
     def __init__(self, auth: Any, *, method: str, uri: str | None, headers: Mapping[str, Any] | None,
                  body: str | None, dialog_id: str | None, proxy: str | None) -> None:
         self.auth = auth
+        """The app's auth option: credentials or a function returning them."""
         self.method = method
+        """SIP method of the request."""
         self.uri = uri
+        """Request-URI the app sent to."""
         self.headers = dict(headers or {})
+        """The app's headers, copied, reused for each retry."""
         self.body = body
+        """The request body, resent on each retry."""
         self.dialog_id = dialog_id
+        """Dialog id for an in-dialog request, else None."""
         self.proxy = proxy
+        """Outbound proxy the request was sent through, if any."""
         self.tries = 0
+        """Authenticated retries made so far (at most MAX_RETRIES)."""
         self.answered: dict[tuple[str, str], str] = {}   # (header name, realm) -> header value
+        """Authorization header values already computed, by (header name, realm)."""
         self.lock = threading.Lock()
+        """Guards ``held`` and the retry progress."""
         self.held: list[Callable[[], None]] | None = None   # CANCELs held while a retry is prepared
+        """CANCEL senders held while a retry is being prepared (None: not holding)."""
 
 
 def next_hop_is_ip(proxy: str | None, uri: str | None) -> bool:

@@ -35,6 +35,7 @@ __all__ = ["ALL", "Adapted", "LoopRunner", "adapt", "arity", "bind_runner", "cal
            "runner_for"]
 
 ALL = 1 << 30     #: arity of a callable that takes any number of positional arguments
+"""Arity given to a callable that takes any number of positional arguments."""
 
 _FUNC = types.FunctionType
 _METHOD = types.MethodType
@@ -284,7 +285,9 @@ class Adapted:
 
     def __init__(self, fn: Callable[..., Any], owner: Any = None) -> None:
         self.fn = fn
+        """The user's callable."""
         self.owner = owner
+        """The object whose loop runs ``fn`` when it is a coroutine function (or None)."""
 
     def __call__(self, *args: Any) -> Any:
         return call(self.fn, *args, owner=self.owner)

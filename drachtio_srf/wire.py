@@ -54,8 +54,11 @@ __all__ = [
 
 CRLF = "\r\n"
 MSG_SENT = "Msg sent:"          # marker the server puts in the leader of an echo (3.4)
+"""Marker the server puts in the leader of an echo of a message it sent (3.4)."""
 DEFAULT_SIP_PORT = 5060
+"""SIP port assumed when a frame leaves the port field empty."""
 MAX_LENGTH_DIGITS = 9           # longest length field accepted by FrameDecoder
+"""Most digits a frame length field may have; FrameDecoder rejects longer ones."""
 _COMPACT_THRESHOLD = 64 * 1024  # consumed bytes kept at the buffer head before compacting
 
 
@@ -69,6 +72,7 @@ class WireProtocolError(Exception):
     def __init__(self, message: str, frames: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.frames: list[str] = list(frames)
+        """Payloads decoded before the bad input, so a caller may still deliver them."""
 
 
 # --------------------------------------------------------------------------- framing
@@ -99,6 +103,7 @@ class FrameDecoder:
         self._need: int | None = None   # payload length of the frame whose header was read
         self._error: str | None = None
         self.max_digits = max_digits
+        """Most digits accepted in a frame's length field."""
 
     @property
     def pending(self) -> int:
@@ -193,9 +198,13 @@ class Frame:
     """One parsed payload: the leader split on every ``|`` and the SIP text after the first CRLF."""
 
     msg_id: str
+    """Message id of the frame (the first leader field)."""
     type: str
+    """Frame type: the second leader field (e.g. ``sip``, ``response``)."""
     fields: list[str]          # ALL leader fields t0..tn (empty fields kept)
+    """All leader fields t0..tn, empty fields kept."""
     sip: str | None = None     # text after the first CRLF, None when the payload has no CRLF
+    """SIP text after the first CRLF; None when the payload has no CRLF."""
 
     def field(self, index: int, default: str = "") -> str:
         """Leader field ``t<index>``, or ``default`` when the leader is shorter."""
@@ -410,16 +419,27 @@ class SipMeta:
     """
 
     source: str                 # 'network' | 'application'
+    """Where the message came from: ``'network'`` or ``'application'``."""
     protocol: str               # 'udp' | 'tcp' | 'tls' | '' (ACKs, in-dialog echoes)
+    """Transport: ``'udp'``, ``'tcp'``, ``'tls'`` or ``''`` (ACKs, in-dialog echoes)."""
     address: str
+    """Remote IP address the message was received from or sent to."""
     port: int                   # 5060 when the field is empty
+    """Remote port (5060 when the field is empty)."""
     time: str                   # 'HH:MM:SS.uuuuuu'
+    """Server timestamp, ``'HH:MM:SS.uuuuuu'``."""
     txn_id: str
+    """Server transaction id."""
     dialog_id: str = ""         # '' when there is none
+    """Server dialog id; ``''`` when there is none."""
     received_on: str | None = None   # 'host:port' of the server transport (new requests only)
+    """``'host:port'`` of the server transport it arrived on (new requests only)."""
     session_token: str | None = None
+    """Session token the server attached, if any."""
     nbytes: int | None = None   # the server's size of the SIP message (informational)
+    """The server's size of the SIP message in bytes (informational)."""
     echo_of: str | None = None
+    """None for a ``sip`` frame; for an echo ``'response'``, ``'request'`` or ``'proxy'``."""
 
     @classmethod
     def from_sip_frame(cls, f: Frame) -> SipMeta:

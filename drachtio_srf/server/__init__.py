@@ -82,9 +82,11 @@ class EmbeddedServer:
             tls_cert=tls_cert, tls_key=tls_key, auth_timeout=auth_timeout,
             echo_gap=echo_gap, max_pending=max_pending, max_transactions=max_transactions,
             retry_after=retry_after)
+        """Options the embedded server runs with; ports are updated to the bound ones after start()."""
         # method (or '*') -> 'tcp://host:port': the server dials the app for such new requests
         self.config.outbound = dict(parse_outbound_map(outbound))
         self.core: Core | None = None
+        """The server core, made by start() (None before)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -92,10 +94,12 @@ class EmbeddedServer:
 
     @property
     def admin_port(self) -> int:
+        """The admin (control) port apps connect to; the bound one after start()."""
         return self.config.admin_port
 
     @property
     def sip_port(self) -> int:
+        """The SIP port; the bound one after start()."""
         return self.config.sip_port
 
     @property
@@ -105,6 +109,7 @@ class EmbeddedServer:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop of the server's thread (None while not running)."""
         return self._loop
 
     def start(self, timeout: float = 10.0) -> EmbeddedServer:

@@ -22,13 +22,17 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 #: every control frame in and out, full text, at DEBUG (the wire trace; off unless enabled)
 trace = logging.getLogger("drachtio_srf.server.trace.control")
+"""Logger of the control wire trace: every frame in and out, full text, at DEBUG."""
 
 #: drachtio-server reads at most 5 digits of frame length (a 6th digit is a protocol error)
 MAX_LENGTH_DIGITS = 5
+"""Most digits a frame length may have, as in drachtio-server (one more is a protocol error)."""
 #: bytes a connection may have buffered before it authenticated (an authenticate frame is small)
 MAX_PREAUTH_BYTES = 4096
+"""Bytes a connection may buffer before it has authenticated."""
 #: seconds a new connection has to authenticate before it is closed
 DEFAULT_AUTH_TIMEOUT = 5.0
+"""Seconds a new connection has to authenticate before it is closed."""
 
 
 _ids = itertools.count(1)
@@ -82,9 +86,11 @@ class Router:
         return lst[i]
 
     def has(self, verb: str) -> bool:
+        """True when at least one open connection routes ``verb``."""
         return any(not c.closed for c in self._routes.get(verb, ()))
 
     def verbs(self, conn: ControlConnection) -> list[str]:
+        """The verbs (methods) that ``conn`` has routed."""
         return [v for v, lst in self._routes.items() if conn in lst]
 
 
@@ -93,20 +99,29 @@ class ControlConnection(asyncio.Protocol):
 
     def __init__(self, core: Core) -> None:
         self.core = core
+        """The server core this connection feeds."""
         self.name = f"conn-{next(_ids)}"
+        """A readable name for logs (``conn-N``)."""
         self.transport: asyncio.Transport | None = None
+        """The asyncio transport (None until connected)."""
         self.peer: tuple[str, int] = ("", 0)
+        """The app's address and port."""
         self.closed = False
+        """True once the connection is closed or closing."""
         self.authenticated = False
+        """True after a good ``authenticate`` frame."""
         self.tags: list[str] = []
+        """Tags the app gave with its ``authenticate`` frame."""
         self._decoder = wire.FrameDecoder(max_digits=MAX_LENGTH_DIGITS)
         self._auth_timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] | None = None      # encoded frames waiting for the end of the loop pass
         #: set for an outbound connection (the server dialled the app): runs after a good authenticate
         self.on_authenticated: Callable[[ControlConnection], None] | None = None
+        """Callback run after a good authenticate, for a connection the server dialled (outbound)."""
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """asyncio callback: remember the transport and peer and start the authentication timer."""
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if peer:
@@ -133,6 +148,7 @@ class ControlConnection(asyncio.Protocol):
             self.close()
 
     def data_received(self, data: bytes) -> None:
+        """asyncio callback: decode the frames received and handle each one."""
         if self.closed:
             return
         try:
@@ -158,6 +174,7 @@ class ControlConnection(asyncio.Protocol):
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """asyncio callback: mark the connection closed and let the core drop its routes and state."""
         if not self.closed:
             self.closed = True
         if self._auth_timer is not None:
@@ -194,6 +211,7 @@ class ControlConnection(asyncio.Protocol):
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def reply(self, in_reply_to: str, status: str, data: Iterable[Any] = (), sip: Any = None) -> None:
+        """Send a ``response`` frame answering the frame ``in_reply_to`` with ``status`` and data."""
         self.send(wire.reply(frames.new_id(), in_reply_to, status, data, sip))
 
     def close(self) -> None:

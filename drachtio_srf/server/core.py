@@ -49,18 +49,25 @@ from drachtio_srf.sip import SipMessage, parse_uri, reason_phrase
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "v0.9.10"
+"""drachtio-server version the server reports to apps by default."""
 #: methods that can reach an app as a new request (PROTOCOL.md 5.1)
 NEW_REQUEST_METHODS = frozenset(
     ("INVITE", "REGISTER", "MESSAGE", "OPTIONS", "INFO", "NOTIFY", "SUBSCRIBE", "PUBLISH"))
+"""Methods that can reach an app as a new request (PROTOCOL.md 5.1)."""
 #: headers of the app's CANCEL that are ignored
 CANCEL_IGNORED = DISCARDED | {"from", "to", "contact", "p-asserted-identity", "call-id", "cseq",
                               "max-forwards"}
+"""Headers of an app's CANCEL that are ignored (the server builds them from the INVITE)."""
 PENDING_REQUEST_TIMEOUT = 64.0   # seconds an app has to answer a new request
+"""Seconds an app has to answer a new request finally before the server gives up on it."""
 #: bytes of frames not yet taken by an app above which it gets no new request (503 instead)
 MAX_APP_BACKLOG = 4 * 1024 * 1024
+"""Bytes of frames an app has not taken yet above which it gets no new request (503 instead)."""
 ACK_NON_SUCCESS = ("Server error: ACK for non-success final response is automatically generated "
                    "by server")
+"""Error text sent to an app that tries to ACK a non-2xx final response (the server ACKs those)."""
 FAILED_INVITE_MEMORY = 32.0
+"""Seconds a dialog id of a failed INVITE is remembered, to answer a late ACK from the app."""
 
 _STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
 _CSEQ_UPDATE = re.compile(r"^\s*\d+\s*UPDATE\b", re.IGNORECASE)
@@ -88,32 +95,52 @@ class ServerConfig:
     """Options of the embedded server (the CLI and EmbeddedServer fill it in)."""
 
     admin_host: str = "127.0.0.1"
+    """Address of the admin port apps connect to."""
     admin_port: int = 9022
+    """Admin port (0: any free port; the bound one after start)."""
     secret: str = "cymru"
+    """Shared secret apps authenticate with."""
     sip_host: str = "127.0.0.1"
+    """Address the SIP transports bind."""
     sip_port: int = 5060
+    """SIP port (0: any free port; the bound one after start)."""
     transports: tuple[str, ...] = ("udp", "tcp")
+    """SIP transports to open (``'udp'``, ``'tcp'``)."""
     external_host: str | None = None
+    """Public address put in Via/Contact instead of ``sip_host`` (None: ``sip_host``)."""
     version: str = DEFAULT_VERSION
+    """Version string reported to apps when they authenticate."""
     outbound_proxy: str | None = None
+    """Proxy URI for requests from apps that name none themselves (None: sent directly)."""
     cdrs: bool = False
+    """True to send CDR frames to the apps."""
     t1: float | None = None            # SIP timer T1 in seconds (None: the stack's default 0.5)
+    """SIP timer T1 in seconds (None: the stack's default 0.5)."""
     #: method (or '*') -> 'tcp://host:port': new requests the server delivers by dialling the app
     outbound: dict[str, Any] = field(default_factory=dict)
+    """Method (or ``'*'``) to ``tcp://host:port``: new requests the server delivers by dialling the app."""
     tls_port: int | None = None        # admin port for apps connecting with TLS (0: any free port)
+    """Admin port for apps connecting with TLS (None: no TLS; 0: any free port)."""
     tls_cert: str | None = None        # PEM certificate (chain) for the TLS admin port
+    """PEM certificate (chain) for the TLS admin port."""
     tls_key: str | None = None         # PEM private key for it (None: inside tls_cert)
+    """PEM private key for the TLS admin port (None: inside ``tls_cert``)."""
     #: seconds kept between an echo and the first frame that answers it (0, the default: forwarded
     #: at once, as drachtio-server does; a positive value is for experiments)
     echo_gap: float = 0.0
+    """Seconds between an echo and the first frame answering it (0: forwarded at once)."""
     #: overload: new requests get 503 + Retry-After while this many requests wait for an app's
     #: final answer (sofia-sip's "proceeding queue full"), or the server holds ``max_transactions``
     #: server transactions, or the app's connection has ``MAX_APP_BACKLOG`` bytes unsent
     max_pending: int = 2000
+    """Requests waiting for an app's final answer above which new requests get 503."""
     max_transactions: int = 200_000
+    """Server transactions held above which new requests get 503."""
     retry_after: int = 5
+    """Retry-After seconds of an overload 503."""
     #: seconds an app connection has to authenticate before it is closed (0: no limit)
     auth_timeout: float = 5.0
+    """Seconds an app connection has to authenticate before it is closed (0: no limit)."""
 
 
 @dataclass(eq=False)
@@ -121,19 +148,33 @@ class Incoming:
     """A request from the network delivered to an app and not yet finally answered."""
 
     txn_id: str
+    """Transaction id given to the app."""
     stx: Any
+    """The SIP server transaction of the request."""
     request: SipMessage
+    """The request as received."""
     source: Any
+    """Where the request came from (a ``Source``)."""
     conn: ControlConnection
+    """The app connection the request was delivered to."""
     method: str
+    """Method of the request."""
     dialog: Dialog | None = None    # set for requests inside a dialog
+    """The dialog, for a request inside one (None otherwise)."""
     dialog_id: str = ""              # the (future) dialog id for INVITE/SUBSCRIBE
+    """The dialog id the request will create (INVITE/SUBSCRIBE), else empty."""
     to_tag: str | None = None
+    """Our To tag for the responses (None until chosen)."""
     responded: bool = False          # a response > 100 was sent
+    """True once a response above 100 was sent."""
     final: bool = False
+    """True once a final response was sent."""
     rseq: int = 0
+    """Last RSeq used for a reliable provisional response."""
     expiry: asyncio.TimerHandle | Timer | None = None
+    """Timer that gives up on the request when the app does not answer in time."""
     delivered: bool = True           # False while an outbound connection to the app is being made
+    """False while an outbound connection to the app is being made."""
 
 
 @dataclass(eq=False)
@@ -141,17 +182,29 @@ class Outgoing:
     """A request an app sent, waiting for its responses."""
 
     txn_id: str
+    """Transaction id given to the app for this request."""
     conn: ControlConnection
+    """The app connection that sent the request."""
     method: str
+    """Method of the request."""
     request: SipMessage
+    """The request as sent to the network."""
     target: Any
+    """Where the request is sent (a ``Target``)."""
     dialog: Dialog | None = None
+    """The dialog the request is sent in (None outside a dialog)."""
     dialog_id: str = ""
+    """The dialog id the request may create (INVITE/SUBSCRIBE), else empty."""
     ctx: Any = None
+    """The SIP client transaction that sends the request (None until sent)."""
     final: bool = False
+    """True once a final response was received."""
     cseq: int = 0
+    """CSeq number of the request."""
     echo_at: float = 0.0             # loop time the echo was sent
+    """Loop time the echo of the request was sent to the app."""
     held: list[str] = field(default_factory=list)   # response frames waiting for echo_gap
+    """Response frames held back until ``echo_gap`` has passed."""
 
 
 # --------------------------------------------------------------------------- the core
@@ -161,12 +214,18 @@ class Core(ProxyMixin):
 
     def __init__(self, config: ServerConfig, *, stack_factory: Callable[..., Any] | None = None) -> None:
         self.config = config
+        """The options the server runs with."""
         self.router = Router()
+        """Which app connections get new requests of each method."""
         self.connections: set[ControlConnection] = set()
+        """The open app connections."""
         self.dialogs = DialogTable()
+        """The dialogs the server holds for apps."""
         self.incoming: dict[str, Incoming] = {}
+        """Requests from the network delivered to apps and not finally answered, by txnId."""
         self._incoming_by_stx: dict[int, Incoming] = {}
         self.outgoing: dict[str, Outgoing] = {}
+        """Requests sent by apps waiting for their responses, by txnId."""
         self._failed_invites: dict[str, float] = {}
         self._proxy_by_stx: dict[int, ProxyJob] = {}
         self._proxied_calls: dict[str, Any] = {}   # Call-ID -> Target of the answering branch
@@ -175,11 +234,15 @@ class Core(ProxyMixin):
         self._early_notifies: dict[str, list[tuple[Any, SipMessage, Any]]] = {}
         self._stack_factory = stack_factory
         self.outbound = OutboundConnector(self, config.outbound)
+        """Dials apps for new requests whose method has an outbound target."""
         self.stack: Any = None
+        """The SIP stack (set by start())."""
         self._admin_server: asyncio.AbstractServer | None = None
         self._tls_admin_server: asyncio.AbstractServer | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the server runs on (set by start())."""
         self.timers: TimerWheel | None = None      # cheap timers for per-request expiries
+        """Timer wheel for cheap per-request expiries (set by start())."""
         # frames to apps are written once per batch of input (one wake-up of the app, one syscall)
         self._batching = 0
         self._dirty: list[ControlConnection] = []
@@ -254,16 +317,20 @@ class Core(ProxyMixin):
     # ------------------------------------------------------------------ addresses
     @property
     def host(self) -> str:
+        """The SIP host put in Via/Contact: ``external_host`` or else ``sip_host``."""
         return self.config.external_host or self.config.sip_host
 
     @property
     def port(self) -> int:
+        """The SIP port."""
         return self.config.sip_port
 
     def hostports(self) -> str:
+        """``transport/host:port`` for each transport, comma separated (told to apps)."""
         return ",".join(f"{t}/{self.host}:{self.port}" for t in self.config.transports)
 
     def our_contact(self, transport: str = "udp") -> str:
+        """Our Contact header value for ``transport``."""
         suffix = f";transport={transport}" if transport in ("tcp", "tls") else ""
         return f"<sip:{self.host}:{self.port}{suffix}>"
 
@@ -306,6 +373,7 @@ class Core(ProxyMixin):
         self._batching += 1
 
     def batch_end(self) -> None:
+        """End of handling a batch of input: flush the held frames once the outermost batch ends."""
         self._batching -= 1
         if not self._batching and self._dirty:
             self.flush_output()
@@ -399,6 +467,7 @@ class Core(ProxyMixin):
 
     # ------------------------------------------------------------------ StackHandler
     def on_request(self, stx: Any, msg: SipMessage, source: Any) -> None:
+        """StackHandler: a request from the network (``stx`` None for an ACK outside a transaction)."""
         try:
             self._fix_via(msg, source)
             if stx is None:
@@ -415,6 +484,7 @@ class Core(ProxyMixin):
                     logger.exception("could not send 500")
 
     def on_cancel(self, invite_stx: Any, cancel: SipMessage, source: Any) -> int:
+        """StackHandler: a CANCEL matching ``invite_stx``; returns the status to answer it with."""
         try:
             return self._on_cancel(invite_stx, cancel, source)
         except Exception:
@@ -422,6 +492,7 @@ class Core(ProxyMixin):
             return 481
 
     def on_ack_timeout(self, stx: Any, response: SipMessage) -> None:
+        """StackHandler: no ACK came for a 2xx, so the server ends the dialog with a BYE."""
         try:
             dlg = self.dialogs.find(response.call_id, response.to_tag, response.from_tag)
             if dlg is None:
@@ -433,6 +504,7 @@ class Core(ProxyMixin):
             logger.exception("error handling ACK timeout")
 
     def on_2xx_retransmission(self, response: SipMessage, source: Any) -> None:
+        """StackHandler: a retransmitted 2xx of an INVITE; resend the dialog's last ACK."""
         try:
             dlg = self.dialogs.find(response.call_id, response.from_tag, response.to_tag)
             cseq = response.cseq

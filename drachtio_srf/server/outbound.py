@@ -42,8 +42,11 @@ class OutboundTarget:
     """Where the server dials an app: ``tcp://host:port`` or ``tls://host:port``."""
 
     transport: str
+    """``'tcp'`` or ``'tls'``."""
     host: str
+    """Host of the app."""
     port: int
+    """Port of the app."""
 
     def __str__(self) -> str:
         return f"{self.transport}://{self.host}:{self.port}"
@@ -92,7 +95,9 @@ class OutboundConnector:
 
     def __init__(self, core: Core, targets: Mapping[str, Any] | Iterable[str] | None) -> None:
         self.core = core
+        """The server core that gets the new connections."""
         self.targets = parse_outbound_map(targets)
+        """Method (or ``'*'``) to the OutboundTarget dialled for new requests of that method."""
         self._pending: dict[ControlConnection, Incoming] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -45,13 +45,22 @@ def _one_hop_less(max_forwards: str) -> str:
 
 @dataclass(eq=False)
 class ProxyBranch:
+    """One destination a proxied request was forwarded to, and how that attempt is going."""
+
     dest: str
+    """The destination URI as the app gave it."""
     target: Any
+    """Where the request is sent (a ``Target``)."""
     ctx: Any = None
+    """The SIP client transaction of this branch (None until sent)."""
     provisional: bool = False
+    """True once a provisional response came on this branch."""
     final: SipMessage | None = None
+    """The final response of this branch (None until it came)."""
     abandoned: bool = False
+    """True once the proxy gave up on the branch (provisional timeout or another branch won)."""
     timer: asyncio.TimerHandle | None = None
+    """Provisional-timeout timer of the branch (None when not set)."""
 
 
 @dataclass(eq=False)
@@ -59,20 +68,35 @@ class ProxyJob:
     """One ``proxy`` command: forwarding a delivered request to one or more destinations."""
 
     conn: ControlConnection
+    """The app connection that sent the ``proxy`` command."""
     msg_id: str
+    """Id of the ``proxy`` frame, for the reply."""
     inc: Incoming
+    """The delivered request being proxied."""
     dests: list[str]
+    """Destination URIs, in the order given."""
     record_route: bool
+    """True to add a Record-Route header (stay in the path of the dialog)."""
     full_response: bool
+    """True to pass every response on to the app, not only the final one."""
     follow_redirects: bool
+    """True to try the Contacts of a 3xx response."""
     simultaneous: bool
+    """True to fork to all destinations at once (else one after another)."""
     provisional_timeout: float | None
+    """Seconds a branch may wait for a provisional response before it is canceled (None: no limit)."""
     extra_headers: list[tuple[str, str]]
+    """Headers the app asked to add to the forwarded request."""
     branches: list[ProxyBranch] = field(default_factory=list)
+    """The branches started so far."""
     next_index: int = 0
+    """Index in ``dests`` of the next destination to try."""
     finals: list[SipMessage] = field(default_factory=list)
+    """Final responses collected from the branches."""
     done: bool = False
+    """True once the job has a final outcome."""
     canceled: bool = False
+    """True once the request was canceled."""
 
 
 class ProxyMixin:
@@ -80,16 +104,19 @@ class ProxyMixin:
 
     # provided by Core
     stack: Any
+    """The SIP stack (from Core)."""
     loop: asyncio.AbstractEventLoop | None
+    """The event loop (from Core)."""
     incoming: dict[str, Incoming]
+    """Requests delivered to apps, by txnId (from Core)."""
     _proxy_by_stx: dict[int, ProxyJob]
     _proxied_calls: dict[str, Any]
 
     if TYPE_CHECKING:
         @property
-        def host(self) -> str: ...
+        def host(self) -> str: """The SIP host (Core.host)."""
         @property
-        def port(self) -> int: ...
+        def port(self) -> int: """The SIP port (Core.port)."""
 
         def _cdr(self, kind: str, source: str, msg: SipMessage | str, extra: str | None = None) -> None: ...
         def _target(self, uri: str, default_transport: str = "udp") -> Any: ...

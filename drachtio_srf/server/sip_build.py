@@ -13,13 +13,16 @@ from collections.abc import Iterable, Sequence
 from drachtio_srf.sip import SipMessage, reason_phrase
 
 CRLF = "\r\n"
+"""Line end of SIP messages."""
 
 
 def new_branch() -> str:
+    """A new Via branch parameter (RFC 3261 magic cookie plus random hex)."""
     return "z9hG4bK" + secrets.token_hex(10)
 
 
 def new_tag() -> str:
+    """A new random From/To tag."""
     return secrets.token_hex(6)
 
 

@@ -13,6 +13,7 @@ from drachtio_srf.sip import SipMessage
 
 #: headers from the app the server never uses (it makes its own)
 DISCARDED = frozenset(("via", "route", "record-route", "rseq", "content-length"))
+"""Headers from the app the server never uses (it makes its own)."""
 
 _COMPACT = {"i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
             "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
@@ -113,6 +114,7 @@ class AppHeaders:
 
     def __init__(self, headers: Iterable[tuple[str, str]]) -> None:
         self.items = [(_COMPACT.get(n.lower(), n.lower()), n, v) for n, v in headers]
+        """``(lower-case full name, name as sent, value)`` for each header line, in order."""
         first: dict[str, str] = {}
         for low, _, v in self.items:
             if low not in first:
@@ -120,12 +122,15 @@ class AppHeaders:
         self._first = first
 
     def first(self, name: str) -> str | None:
+        """Value of the first header ``name`` (lower-case full name), or None."""
         return self._first.get(name)
 
     def all(self, name: str) -> list[str]:
+        """Values of every header ``name`` (lower-case full name), in order."""
         return [v for low, _, v in self.items if low == name]
 
     def others(self, exclude: Iterable[str]) -> list[tuple[str, str]]:
+        """``(canonical name, value)`` of the headers whose name is not in ``exclude``."""
         ex = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
         return [(canonical_name(n), v) for low, n, v in self.items if low not in ex]
 

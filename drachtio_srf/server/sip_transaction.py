@@ -29,6 +29,7 @@ _STATE_NAMES = ("trying", "calling", "proceeding", "completed", "accepted", "con
 
 
 def encode(msg: SipMessage) -> bytes:
+    """The wire bytes of a message (UTF-8; undecodable bytes restored as received)."""
     return str(msg).encode("utf-8", "surrogateescape")
 
 
@@ -64,13 +65,21 @@ class ServerTransaction:
                  key: tuple, via_port: int | None) -> None:
         self._stack = stack
         self.request = request
+        """The request that created the transaction."""
         self.source = source
+        """Where the request came from; responses go back there."""
         self.method = method
+        """Method of the request."""
         self.key = key
+        """The matching key (branch, sent-by, method) the stack files the transaction under."""
         self.final_sent = False
+        """True once a final response was sent."""
         self.status: int | None = None          # last status sent
+        """Status of the last response sent (None before the first)."""
         self.response: SipMessage | None = None  # final response as sent (when given as a message)
+        """The final response as sent, when it was given as a message."""
         self.acked = False
+        """INVITE: True once the final response needs no more resending (ACKed, or nothing to wait for)."""
         self._state = PROCEEDING if method == "INVITE" else TRYING
         self._last: bytes | None = None
         self._retx: Timer | None = None
@@ -81,10 +90,12 @@ class ServerTransaction:
 
     @property
     def state(self) -> str:
+        """Name of the RFC 3261 state the transaction is in (``'proceeding'``, ``'completed'``...)."""
         return _STATE_NAMES[self._state]
 
     @property
     def terminated(self) -> bool:
+        """True once the transaction is over."""
         return self._state == TERMINATED
 
     def respond(self, msg: SipMessage, *, relayed: bool = False) -> None:
@@ -244,6 +255,7 @@ class ServerTransaction:
 
 
 ResponseCallback = Callable[[SipMessage, "ClientTransaction"], None]
+"""Called with each response of a client transaction, and the transaction."""
 
 
 class ClientTransaction:
@@ -276,14 +288,23 @@ class ClientTransaction:
                  on_response: ResponseCallback, branch: str, data: bytes) -> None:
         self._stack = stack
         self.request = request
+        """The request being sent."""
         self.target = target
+        """Where it is sent."""
         self.method = request.method or ""
+        """Method of the request."""
         self.branch = branch
+        """Via branch of the request."""
         self.final_response: SipMessage | None = None
+        """The final response (None until it came)."""
         self.response_source: Source | None = None  # where the last response came from (None: ours)
+        """Where the last response came from (None: made by us, e.g. a timeout 408)."""
         self.cancel_request: SipMessage | None = None
+        """The CANCEL sent for this INVITE (None when not canceled)."""
         self.cancel_ctx: ClientTransaction | None = None
+        """The client transaction of that CANCEL."""
         self.provisional_received = False
+        """True once a provisional response came."""
         self._callback = on_response
         self._on_cancel_response: ResponseCallback | None = None
         self._data = data
@@ -296,10 +317,12 @@ class ClientTransaction:
 
     @property
     def state(self) -> str:
+        """Name of the RFC 3261 state the transaction is in (``'calling'``, ``'proceeding'``...)."""
         return _STATE_NAMES[self._state]
 
     @property
     def terminated(self) -> bool:
+        """True once the transaction is over."""
         return self._state == TERMINATED
 
     def _start(self) -> None:

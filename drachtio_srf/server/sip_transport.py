@@ -21,6 +21,7 @@ import attrs
 logger = logging.getLogger(__name__)
 #: every SIP message sent or received on the network, full text, at DEBUG (the wire trace)
 trace = logging.getLogger("drachtio_srf.server.trace.sip")
+"""Logger of the SIP wire trace: every message sent or received, full text, at DEBUG."""
 
 
 def trace_message(direction: str, transport: str, host: str, port: int, data: bytes) -> None:
@@ -29,18 +30,27 @@ def trace_message(direction: str, transport: str, host: str, port: int, data: by
                 data.decode("utf-8", "replace"))
 
 ErrorCallback = Callable[[str], None]
+"""Called with a description of a failed send."""
 MessageCallback = Callable[[bytes, "Source"], None]
+"""Called with each message read (raw bytes) and where it came from."""
 
 MAX_HEADER_BYTES = 65536
+"""Most bytes a message's header part may have on a TCP stream."""
 MAX_BODY_BYTES = 1 << 20
+"""Most bytes a message's body may have on a TCP stream."""
 CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for an outgoing TCP connection to open."""
 DNS_TTL = 300.0
+"""Seconds a resolved host name is cached."""
 #: receive buffer asked for on the UDP socket: a burst of requests must not overflow it while
 #: the loop is busy (the Linux default, ~208 KB, holds only ~150 datagrams)
 UDP_RCVBUF = 4 * 1024 * 1024
+"""Receive buffer asked for on the UDP socket, so that a burst does not overflow it."""
 #: seconds between two looks at the kernel's count of datagrams dropped on our UDP socket
 DROP_CHECK_INTERVAL = 2.0
+"""Seconds between two looks at the kernel's count of datagrams dropped on our UDP socket."""
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)   # Linux; needs CAP_NET_ADMIN
+"""The socket option that sets a receive buffer above the system limit (Linux, CAP_NET_ADMIN)."""
 
 
 @attrs.define(slots=True)
@@ -48,9 +58,13 @@ class Source:
     """Where a message came from, and so where replies to it go back (same TCP connection)."""
 
     transport: str
+    """``'udp'`` or ``'tcp'``."""
     address: str
+    """The sender's IP address."""
     port: int
+    """The sender's port."""
     local: tuple[str, int]
+    """Our (host, port) the message arrived on."""
     _conn: TcpConnection | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
@@ -68,8 +82,11 @@ class Target:
     """Where to send a request: transport ('udp' | 'tcp'), host (IP or name) and port."""
 
     transport: str = attrs.field(converter=_lower)
+    """``'udp'`` or ``'tcp'`` (lower-cased)."""
     host: str
+    """IP address or host name."""
     port: int
+    """Port."""
 
 
 class FramingError(ValueError):
@@ -91,6 +108,7 @@ class StreamFramer:
     def __init__(self) -> None:
         self._buf = bytearray()
         self.pings = 0
+        """Double-CRLF keep-alive pings seen since the connection last answered them."""
 
     def feed(self, data: bytes) -> tuple[list[bytes], str | None]:
         """Add bytes; return (complete messages, error text or None). After an error, stop using it."""
@@ -137,15 +155,22 @@ class TcpConnection(asyncio.Protocol):
     def __init__(self, owner: Transports, *, inbound: bool) -> None:
         self._owner = owner
         self.inbound = inbound
+        """True for a connection the peer opened, False for one we opened."""
         self.transport: asyncio.Transport | None = None
+        """The asyncio transport (None until connected)."""
         self.peer: tuple[str, int] | None = None
+        """The peer's (address, port) (None until connected)."""
         self.source: Source | None = None
+        """The ``Source`` given to messages read on this connection (None until connected)."""
         self.closed = False
+        """True once the connection is closed."""
         self.keys: list[tuple[str, int]] = []
+        """The (host, port) keys this connection is filed under for reuse."""
         self._framer = StreamFramer()
         self._pending: list[tuple[bytes, ErrorCallback | None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """asyncio callback: register the connection and write what was queued."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
@@ -158,6 +183,7 @@ class TcpConnection(asyncio.Protocol):
         logger.debug("TCP connection %s %s:%d", "from" if self.inbound else "to", *self.peer)
 
     def data_received(self, data: bytes) -> None:
+        """asyncio callback: frame the stream into messages, answer pings, close on a malformed stream."""
         messages, error = self._framer.feed(data)
         on_message = self._owner.on_message
         source = self.source
@@ -177,6 +203,7 @@ class TcpConnection(asyncio.Protocol):
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """asyncio callback: unregister the connection and fail the writes still queued."""
         self.closed = True
         self._owner._unregister(self)
         if self.peer is not None:
@@ -199,6 +226,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def close(self) -> None:
+        """Close the connection and fail the writes still queued."""
         if self.transport is not None:
             self.transport.close()
         self._fail_pending("connection closed")
@@ -222,6 +250,7 @@ class TcpConnection(asyncio.Protocol):
 
 #: datagrams read per wake-up of the UDP socket (asyncio's transport reads one per loop pass)
 UDP_READ_BATCH = 64
+"""Datagrams read per wake-up of the UDP socket."""
 
 
 class UdpEndpoint:
@@ -232,9 +261,11 @@ class UdpEndpoint:
         self._owner = owner
         self._loop = loop
         self.sock = sock
+        """The UDP socket."""
         self._fd = sock.fileno()
         self._pending: list[tuple[bytes, tuple]] = []
         self.closed = False
+        """True once closed."""
         # datagrams are read into one reused buffer and copied out at their size: recvfrom(65536)
         # would allocate 64 KB per datagram and shrink it, which fragments the heap under a flood
         # (the process kept ~100 MB more RSS after one)
@@ -312,9 +343,11 @@ class UdpEndpoint:
         self._loop.remove_writer(self._fd)
 
     def get_extra_info(self, name: str) -> object:
+        """The socket for ``'socket'`` (like an asyncio transport), else None."""
         return self.sock if name == "socket" else None
 
     def close(self) -> None:
+        """Stop reading and writing and close the socket (once)."""
         if self.closed:
             return
         self.closed = True
@@ -361,9 +394,13 @@ class UdpDropCounter:
 
     def __init__(self, sock: socket.socket | TransportSocket) -> None:
         self.inode = os.fstat(sock.fileno()).st_ino
+        """Inode of the socket, to find its line in /proc."""
         self.path = "/proc/net/udp6" if sock.family == socket.AF_INET6 else "/proc/net/udp"
+        """The /proc file listing the socket (udp or udp6)."""
         self.available = os.path.exists(self.path)
+        """True when that file exists (Linux)."""
         self.last = self.read() or 0
+        """Drop count at the last read."""
 
     def read(self) -> int | None:
         """Datagrams dropped on the socket so far, or None if the kernel does not say."""
@@ -407,9 +444,13 @@ class Transports:
 
     def __init__(self, host: str, port: int, on_message: MessageCallback) -> None:
         self.host = host
+        """Local address."""
         self.port = port
+        """Local port (the bound one after start)."""
         self.on_message = on_message
+        """Called with each message read."""
         self.local: tuple[str, int] = (host, port)
+        """Our (host, port), given to each ``Source``."""
         self._udp: UdpEndpoint | None = None
         self._server: asyncio.base_events.Server | None = None
         self._conns: dict[tuple[str, int], TcpConnection] = {}
@@ -419,8 +460,10 @@ class Transports:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.udp_rcvbuf = 0
+        """Receive buffer size of the UDP socket (0 until opened)."""
         #: (begin, end) called around each batch of datagrams read (lets the user batch its output)
         self.batch_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
+        """(begin, end) called around each batch of datagrams read (lets the user batch its output)."""
         self._drops: UdpDropCounter | None = None
         self._drop_timer: asyncio.TimerHandle | None = None
 
@@ -475,6 +518,7 @@ class Transports:
             self._drop_timer = self._loop.call_later(DROP_CHECK_INTERVAL, self._check_drops)
 
     def close(self) -> None:
+        """Close the UDP socket, the TCP listener and all TCP connections."""
         if self._drop_timer is not None:
             self._drop_timer.cancel()
             self._drop_timer = None

@@ -55,12 +55,19 @@ class SipStack:
     def __init__(self, host: str, port: int, *, handler: StackHandler, t1: float = 0.5,
                  t2: float = 4.0, t4: float = 5.0, public_host: str | None = None) -> None:
         self.host = host
+        """Local address the transports bind."""
         self.port = port
+        """Local SIP port (the bound one after start)."""
         self.handler = handler
+        """The StackHandler that gets requests, CANCELs and timeouts (the core)."""
         self.t1 = t1
+        """SIP timer T1 in seconds (round-trip estimate)."""
         self.t2 = t2
+        """SIP timer T2 in seconds (longest retransmission interval)."""
         self.t4 = t4
+        """SIP timer T4 in seconds (how long a message may stay in the network)."""
         self.public_host = public_host
+        """Address put in Via/Contact instead of ``host`` when set (public address)."""
         self._transports = Transports(host, port, self._on_message)
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._timers: TimerWheel = None  # type: ignore[assignment]  # set by start()

@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 
 #: bucket width in seconds
 RESOLUTION = 0.005
+"""Bucket width in seconds."""
 #: compact when this many cancelled timers are pending and they are over half of all pending
 COMPACT_AT = 2048
+"""Compact when this many cancelled timers are pending and they are over half of all."""
 
 
 class _Bucket:
@@ -41,11 +43,16 @@ class Timer:
 
     def __init__(self, wheel: TimerWheel, bucket: _Bucket, callback: Callable[..., Any], args: tuple) -> None:
         self.wheel = wheel
+        """The TimerWheel the timer belongs to."""
         self.bucket = bucket
+        """The bucket (tick) it is filed under."""
         self.callback: Callable[..., Any] | None = callback
+        """The function to call; None once cancelled or fired."""
         self.args = args
+        """Positional arguments for ``callback``."""
 
     def cancel(self) -> None:
+        """Cancel the timer (nothing happens when already cancelled); may compact the wheel."""
         if self.callback is None:
             return
         self.callback = None
@@ -62,6 +69,7 @@ class Timer:
             wheel._compact()
 
     def cancelled(self) -> bool:
+        """True when the timer was cancelled (or has fired)."""
         return self.callback is None
 
 

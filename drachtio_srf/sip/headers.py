@@ -86,6 +86,7 @@ COMPACT_FORMS: dict[str, str] = {
     "x": "session-expires",
     "y": "identity",
 }
+"""Compact header form to its full lower-case name (RFC 3261 7.3.3 and extensions)."""
 
 # spelling used when serialising headers stored in lower case
 _PRETTY: dict[str, str] = {
@@ -464,6 +465,7 @@ SINGLE_PARSERS: dict[str, Callable[[str], Any]] = {
     "content-length": _parse_content_length,
     "authentication-info": parse_auth_info,
 }
+"""Parsers fed the joined value of a header, by lookup key."""
 
 #: parsers fed the list of lines of a header (lookup key -> fn(list[str]))
 MULTI_PARSERS: dict[str, Callable[[list[str]], Any]] = {
@@ -477,6 +479,7 @@ MULTI_PARSERS: dict[str, Callable[[list[str]], Any]] = {
     "authorization": parse_auth_headers,
     "proxy-authorization": parse_auth_headers,
 }
+"""Parsers fed the list of a header's lines, by lookup key."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,6 +565,7 @@ STATUS_REASONS: dict[int, str] = {
     607: "Unwanted",
     608: "Rejected",
 }
+"""Standard reason phrase of each status code (RFC 3261 and later RFCs)."""
 
 _CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client Error",
                   5: "Server Error", 6: "Global Failure"}

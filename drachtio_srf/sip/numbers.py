@@ -11,9 +11,12 @@ __all__ = ["MAX_CONTENT_LENGTH_DIGITS", "MAX_PORT", "MAX_SEQ", "ascii_int", "por
 
 #: CSeq / RSeq numbers are 32-bit unsigned (RFC 3261 8.1.1.5 says less than 2**31 when chosen)
 MAX_SEQ = 2**32 - 1
+"""Largest CSeq / RSeq number: they are 32-bit unsigned."""
 #: a Content-Length of more digits than this is refused (far above any datagram or stream buffer)
 MAX_CONTENT_LENGTH_DIGITS = 10
+"""A Content-Length with more digits than this is refused."""
 MAX_PORT = 65535
+"""Largest valid port number."""
 
 
 def ascii_int(text: str, max_digits: int) -> int | None:

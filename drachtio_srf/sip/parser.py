@@ -127,12 +127,19 @@ class SipMessage:
     # Defaults live on the class so a new message stores only what it sets (faster to create);
     # every assignment goes to the instance, so instances never share state through these.
     method: str | None = None
+    """Request method, None for a response."""
     uri: str | None = None
+    """Request-URI, None for a response."""
     version: str = "2.0"
+    """SIP version number from the start line (``'2.0'``)."""
     status: int | None = None
+    """Status code of a response, None for a request."""
     reason: str | None = None
+    """Reason phrase of a response, None for a request."""
     body: str = ""
+    """The message body ('' when there is none)."""
     raw: str | None = None
+    """The text the message was parsed from, None when built."""
     _parsed: dict[str, Any] | None = None
     _payload: list[AttrDict] | None = None
     _payload_cache: tuple[str, str | None, list[AttrDict]] | None = None
@@ -758,12 +765,19 @@ class SipMessage:
 
     # JS aliases (same objects as the PEP 8 names)
     getParsedHeader = get_parsed_header
+    """JS alias of :meth:`get_parsed_header`: returns the parsed value of a header."""
     getHeaderName = get_header_name
+    """JS alias of :meth:`get_header_name`: returns the header's name as spelled in the message."""
     callingNumber = calling_number
+    """JS alias of :attr:`calling_number`: returns the calling party's number."""
     calledNumber = called_number
+    """JS alias of :attr:`called_number`: returns the called party's number."""
     callingName = calling_name
+    """JS alias of :attr:`calling_name`: returns the calling party's display name."""
     canFormDialog = can_form_dialog
+    """JS alias of :attr:`can_form_dialog`: returns whether the request can create a dialog."""
     toString = to_string
+    """JS alias of :meth:`to_string`: returns the message as SIP text."""
 
 
 def _reparse(text: str) -> SipMessage:

@@ -164,4 +164,6 @@ def stringify_uri(uri: Any) -> str:
 
 
 parseUri = parse_uri
+"""JS alias of :func:`parse_uri`: returns the parsed URI, or None when not a URI."""
 stringifyUri = stringify_uri
+"""JS alias of :func:`stringify_uri`: returns a parsed URI as text."""

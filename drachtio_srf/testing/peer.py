@@ -156,9 +156,13 @@ class Reply:
     its ``content_type`` (for INVITE/re-INVITE/UPDATE the default body is the peer's SDP)."""
 
     status: int | None = 200
+    """Final status to answer with; None for INVITE: ring and wait for answer() or a CANCEL."""
     headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers added to the reply."""
     body: str | None = None
+    """Reply body (None: the peer's SDP for INVITE/re-INVITE/UPDATE, else no body)."""
     content_type: str = "application/sdp"
+    """Content-Type sent with the body."""
 
 
 class PeerDialog:
@@ -168,6 +172,7 @@ class PeerDialog:
     def __init__(self, peer: SipPeer, role: str, call_id: str, local_tag: str, local_uri: str,
                  remote_uri: str) -> None:
         self.peer = peer
+        """The SipPeer this call belongs to."""
         self.role = role
         """"uac" when the peer placed the call, "uas" when it answered it."""
         self.call_id = call_id
@@ -310,13 +315,16 @@ class SipPeer:
         self.transport = transport
         """"udp" or "tcp": how the peer sends and listens."""
         self.host = host
+        """Loopback address the peer binds and puts in its URI and Contact."""
         self.user = user
+        """User part of the peer's URI and Contact."""
         self.sdp = sdp
         """SDP the peer offers in INVITEs and answers with."""
         self.ring = ring
         """Send 180 Ringing before the final response to an INVITE."""
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
         self.sock = socket.socket(socket.AF_INET, kind)
+        """The peer's bound socket (UDP, or the TCP listening socket)."""
         if transport == "tcp":
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))

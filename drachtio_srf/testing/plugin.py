@@ -46,6 +46,7 @@ class SrfFactory:
     def __init__(self, default: ServerProcess | None) -> None:
         self._default = default
         self.apps: list[Srf] = []
+        """Every Srf this factory made, disconnected at teardown."""
         self._threads_before = _library_threads()
 
     def __call__(self, server: ServerProcess | None = None, **srf_kwargs: Any) -> Srf:
@@ -75,6 +76,7 @@ class SippFactory:
     def __init__(self, base: Path) -> None:
         self._base = base
         self.runs: list[Sipp] = []
+        """Every sipp run started for the test, stopped at teardown."""
 
     def __call__(self, scenario: str = "uac", target: ServerProcess | int | str | None = None, *,
                  wait_ready: bool = True, **kwargs: Any) -> Sipp:
@@ -91,6 +93,7 @@ class SippFactory:
         return run
 
     def close(self) -> None:
+        """Stop every sipp run this factory started."""
         for run in self.runs:
             run.close()
 
@@ -100,6 +103,7 @@ class PeerFactory:
 
     def __init__(self) -> None:
         self.peers: list[SipPeer] = []
+        """Every peer this factory made, closed at teardown."""
 
     def __call__(self, **kwargs: Any) -> SipPeer:
         """A new peer on a free loopback port (``kwargs`` go to :class:`SipPeer`)."""
@@ -108,6 +112,7 @@ class PeerFactory:
         return peer
 
     def close(self) -> None:
+        """Close every peer this factory made."""
         for peer in self.peers:
             peer.close()
 

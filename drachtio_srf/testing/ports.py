@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 
 LOOPBACK = "127.0.0.1"
+"""The IPv4 loopback address all test servers and far ends use."""
 
 
 def free_port(host: str = LOOPBACK) -> int:

@@ -75,6 +75,7 @@ class ServerProcess:
         """The full command line."""
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      stdin=subprocess.DEVNULL)
+        """The running drachtio server process."""
         try:
             self._wait_started(start_timeout)
         except (TimeoutError, RuntimeError):

@@ -74,11 +74,15 @@ class Sipp:
         self.port = port or free_port()
         """The local SIP port sipp binds (``-p``)."""
         self.transport = transport
+        """sipp's ``-t`` transport mode (``u1`` = UDP, one socket; ``t1`` = TCP)."""
         self.dir = _trace_dir()
         """Directory holding sipp's stdout, message trace and error trace for this run."""
         self.messages_path = self.dir / "messages.log"
+        """sipp's message trace file (``-message_file``)."""
         self.errors_path = self.dir / "errors.log"
+        """sipp's error trace file (``-error_file``)."""
         self.stdout_path = self.dir / "stdout.log"
+        """File receiving sipp's standard output and error."""
         args = [exe, "-i", LOOPBACK, "-p", str(self.port), "-m", str(calls), "-t", transport,
                 "-timeout", timeout, "-timeout_error", "-nostdin",
                 "-trace_msg", "-message_file", str(self.messages_path),
@@ -101,6 +105,7 @@ class Sipp:
         logger.debug("starting %s", " ".join(args))
         self.proc = subprocess.Popen(args, stdout=self._stdout, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=self.dir)
+        """The running sipp process."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -122,6 +127,7 @@ class Sipp:
             time.sleep(0.01)  # polling the socket table: the kernel offers no event for a bind
 
     wait_ready = wait_listening
+    """Alias of :meth:`wait_listening`: block until sipp holds its SIP port."""
 
     def wait(self, timeout: float = 40.0) -> int:
         """Wait for sipp to exit (killing it after ``timeout`` s); its exit code."""

@@ -14,7 +14,7 @@ DOC = ROOT / "docs" / "testing.md"
 
 
 def _blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    return re.findall(r"```python(?: fragment)?\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
 
 
 def _clean_env() -> dict[str, str]:
