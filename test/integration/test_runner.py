@@ -20,7 +20,8 @@ srf = Srf()
 worker = os.environ["DRACHTIO_WORKER"]
 srf.options(lambda req, res: res.send(200, headers={"X-Worker": worker}))
 srf.connect(host="127.0.0.1", port=int(sys.argv[1]), secret=sys.argv[2]).result(10)
-print("ready", worker, flush=True)
+sys.stdout.write(f"ready {worker}\\n")   # one write: the copies share the pipe (PYTHONUNBUFFERED
+sys.stdout.flush()                        # would split print()'s pieces and interleave them)
 stop = threading.Event()
 import signal
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
