@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import socket
+import threading
+from collections import deque
 
 LOOPBACK = "127.0.0.1"
 """The IPv4 loopback address all test servers and far ends use."""
+
+_handed: deque[int] = deque(maxlen=512)
+"""Ports this process handed out lately: never handed out twice in a row of 512."""
+_handed_lock = threading.Lock()
+"""Guards :data:`_handed` (fixtures may pick ports from several threads)."""
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -23,5 +30,11 @@ def free_port(host: str = LOOPBACK) -> int:
                     u.bind((host, port))
                 except OSError:
                     continue
-            return port
+        with _handed_lock:
+            # the kernel may offer a port again while the first taker has not bound it yet
+            # (e.g. an app port chosen before the server that will dial it starts on two others)
+            if port in _handed:
+                continue
+            _handed.append(port)
+        return port
     raise RuntimeError(f"no free port found on {host}")
