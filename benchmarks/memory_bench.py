@@ -8,8 +8,8 @@ collected again and VmRSS read again: (after - before) / N is the growth per dia
 then told to hang up every dialog (at the same rate) and the run checks they were all released. Runs alternate
 between the Python and the Node app.
 
-    /work/venv/bin/python benchmarks/memory_bench.py                    # N = 10,000
-    /work/venv/bin/python benchmarks/memory_bench.py -n 2000 --rate 200
+    .venv/bin/python benchmarks/memory_bench.py                    # N = 10,000
+    .venv/bin/python benchmarks/memory_bench.py -n 2000 --rate 200
 
 Prints bytes per dialog for both (median over rounds), the server's growth, and last the ratio
 Python / Node (target <= 1.0).

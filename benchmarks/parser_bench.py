@@ -6,9 +6,9 @@ Contact as parsed headers, and serialise the message back. The corpus is benchma
 Python process and a fresh Node process (alternating which goes first), each warming up before
 timing.
 
-    /work/venv/bin/python benchmarks/parser_bench.py                  # 5 rounds of 3 s each
-    /work/venv/bin/python benchmarks/parser_bench.py --rounds 3 --seconds 2
-    /work/venv/bin/python benchmarks/parser_bench.py --breakdown   # also the parts, both sides
+    .venv/bin/python benchmarks/parser_bench.py                  # 5 rounds of 3 s each
+    .venv/bin/python benchmarks/parser_bench.py --rounds 3 --seconds 2
+    .venv/bin/python benchmarks/parser_bench.py --breakdown   # also the parts, both sides
 
 Prints messages per second for both (median over rounds), and last the ratio Python / Node
 (target >= 1.0).

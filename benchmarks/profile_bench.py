@@ -5,7 +5,7 @@ CPU time (benchmarks/apps/threadprof.py), drives them with sipp's ``uac`` at a f
 prints the top functions by cumulative and by own ("tottime") CPU, with each one's share of the
 process's profiled CPU. The .prof files are kept for snakeviz/pstats.
 
-    /work/venv/bin/python benchmarks/profile_bench.py --rate 100 --duration 15 --out /tmp/prof
+    .venv/bin/python benchmarks/profile_bench.py --rate 100 --duration 15 --out /tmp/prof
 
 (Profiling slows the code 2-3x; use the shares, not the absolute times.) For a sampling profile
 with no such overhead, run py-spy against a running app: ``py-spy record --pid PID``.

@@ -10,8 +10,8 @@ An app stops climbing at its first failing step; ``--refine K`` then bisects K m
 between its last passing and first failing rate. The server's and each app's CPU use during the
 step (percent of one core) are printed so you can see who saturates first.
 
-    /work/venv/bin/python benchmarks/rate_bench.py                        # 60 s steps
-    /work/venv/bin/python benchmarks/rate_bench.py --duration 10 --rates 50,100,150,200
+    .venv/bin/python benchmarks/rate_bench.py                        # 60 s steps
+    .venv/bin/python benchmarks/rate_bench.py --duration 10 --rates 50,100,150,200
 
 Prints the highest passing rate for each app and last the ratio Python / Node (target >= 1.0).
 """
