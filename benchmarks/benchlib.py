@@ -232,15 +232,21 @@ def node_srf_version(work: Path) -> str:
 class Server:
     """``python -m drachtio_srf.server`` on free ports."""
 
-    def __init__(self, workdir: Path, loglevel: str = "warning", profile_to: Path | None = None) -> None:
-        self.admin_port = free_port()
-        self.sip_port = free_port()
+    def __init__(self, workdir: Path, loglevel: str = "warning", profile_to: Path | None = None,
+                 program: list[str] | None = None, admin_port: int | None = None,
+                 sip_port: int | None = None) -> None:
+        """``program`` replaces ``python -m drachtio_srf.server`` (e.g. the real drachtio-server
+        binary and its ``-f`` file); the drachtio-server options that follow are the same."""
+        self.admin_port = admin_port or free_port()
+        self.sip_port = sip_port or free_port()
         self.log_path = workdir / f"server-{self.admin_port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
-        prog = ["-m", "drachtio_srf.server"]
+        prog = [sys.executable, "-m", "drachtio_srf.server"]
         if profile_to is not None:
-            prog = [str(BENCH / "apps" / "profiled_server.py"), str(profile_to)]
-        args = [sys.executable, *prog, "--address", LOOPBACK,
+            prog = [sys.executable, str(BENCH / "apps" / "profiled_server.py"), str(profile_to)]
+        if program is not None:
+            prog = program
+        args = [*prog, "--address", LOOPBACK,
                 "--port", str(self.admin_port), "--secret", SECRET,
                 "--contact", f"sip:{LOOPBACK}:{self.sip_port};transport=udp,tcp",
                 "--loglevel", loglevel]

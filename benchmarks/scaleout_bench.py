@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,33 +39,13 @@ CONFIG = """<drachtio>
 """
 
 
-class RealServer:
-    """The real drachtio-server binary on free loopback ports (same interface as bl.Server)."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.admin_port = bl.free_port()
-        self.sip_port = bl.free_port()
-        conf = workdir / f"drachtio-{self.admin_port}.conf.xml"
-        conf.write_text(CONFIG.format(admin=self.admin_port, secret=bl.SECRET, host=bl.LOOPBACK,
-                                      sip=self.sip_port))
-        self._log = open(workdir / f"drachtio-{self.admin_port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [binary, "-f", str(conf), "--port", str(self.admin_port), "--address", bl.LOOPBACK,
-             "--secret", bl.SECRET, "--contact", f"sip:{bl.LOOPBACK}:{self.sip_port};transport=udp,tcp",
-             "--loglevel", "notice"], stdout=self._log, stderr=subprocess.STDOUT)
-        try:
-            bl.wait_for_tcp(self.admin_port)
-        except TimeoutError:
-            self.stop()
-            raise
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self, timeout: float = 5.0) -> None:
-        bl.stop_process(self.proc, timeout)
-        self._log.close()
+def real_server(binary: str, workdir: Path, loglevel: str = "notice") -> bl.Server:
+    """The real drachtio-server binary on free loopback ports, started as bl.Server starts ours."""
+    admin, sip = bl.free_port(), bl.free_port()
+    conf = workdir / f"drachtio-{admin}.conf.xml"
+    conf.write_text(CONFIG.format(admin=admin, secret=bl.SECRET, host=bl.LOOPBACK, sip=sip))
+    return bl.Server(workdir, loglevel=loglevel, program=[binary, "-f", str(conf)],
+                     admin_port=admin, sip_port=sip)
 
 
 @dataclass
@@ -129,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     binary = os.environ.get("DRACHTIO_BIN")
     servers: list[tuple[str, Any]] = [("embedded", lambda w: bl.Server(w, loglevel=args.server_loglevel))]
     if binary and os.access(binary, os.X_OK):
-        servers.append(("drachtio", lambda w: RealServer(binary, w)))
+        servers.append(("drachtio", lambda w: real_server(binary, w)))
     else:
         bl.out("# real drachtio-server: skipped (set DRACHTIO_BIN to its binary to include it)"
                if not binary else f"# real drachtio-server: skipped ({binary} is not an executable)")
