@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
-from .usercode import arity, runner_for
+from .usercode import ALL, arity, pad, runner_for
 
 __all__ = ["Emitter", "UnhandledErrorEvent"]
 
@@ -198,7 +198,12 @@ class Emitter:
         for f, n, once in entries:
             if once and not self._remove(event, f):
                 continue        # another emit took it first
-            result = f(*args[:n], **kwargs) if n < nargs else f(*args, **kwargs)
+            if n < nargs:
+                result = f(*args[:n], **kwargs)
+            elif n == nargs or n == ALL:
+                result = f(*args, **kwargs)
+            else:
+                result = f(*pad(f, args), **kwargs)
             if result is not None and type(result) is _COROUTINE:
                 runner_for(self).run(result)
 

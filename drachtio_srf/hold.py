@@ -8,9 +8,10 @@ How the hold works:
    *before* it reads the next frame, so every in-dialog request lands behind it in that key's
    queue.  With a callback, the callback is that queued task: listeners it attaches are in place
    before the next task of the key runs.
-2. With a Future, the reader resolves the Future at once (never through a queue: the waiting
-   thread may itself be a worker on that very key) and puts a *hold* on the key
-   (:meth:`Dispatcher.hold`, behind whatever the key already has).  A held key's later tasks
+2. With a Future, the reader puts a *hold* on the key (:meth:`Dispatcher.hold`, behind
+   whatever the key already has), then resolves the Future at once (never through a queue: the
+   waiting thread may itself be a worker on that very key), so a consumer woken at once already
+   finds the key held.  A held key's later tasks
    queue without occupying any worker until the hold is released (:class:`_Hold`).  The rule:
    **events for a dialog you just received wait while your thread only runs Python code and
    library calls; the first call to a built-in outside the library lets them run.**  When
@@ -386,12 +387,16 @@ class Outcome:
         if gate and key is not None:
             hold = _Hold(self._agent, fut)
             fut.gate = hold
-            fut._key = key          # done-callbacks run on the key, ahead of the hold
+            fut._key = key          # done-callbacks run on the key, right behind the hold
+            # the key is held before the value is visible: a consumer woken at once already
+            # finds it held (with no waiter, done-callbacks make start() release it at once)
+            handle = self._agent.dispatcher.hold(key)
             self._completion.succeed(*results)
             if fut.cancelled():
                 hold.release()
+                handle.release()
                 return
-            hold.start(self._agent.dispatcher.hold(key))
+            hold.start(handle)
         else:
             self._completion.succeed(*results)
 

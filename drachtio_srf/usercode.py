@@ -8,6 +8,8 @@ gives JavaScript's calling convention and asyncio:
   first ones, as JS ignores extra arguments (``dlg.on('destroy', lambda: ...)``).  ``*args``
   takes everything; bound methods, ``functools.partial`` and callable objects are read through
   :func:`inspect.signature` once; a builtin whose signature cannot be read gets every argument.
+  One given fewer arguments than it has parameters without defaults gets None for the missing
+  ones, as JS passes ``undefined`` (``lambda err, dialog: ...`` called with only an error).
   The count is cached (per code object for plain functions and methods, so a lambda made per
   call costs nothing new), so adapting costs one dict lookup per call.
 * **Coroutines.** When the call returns a coroutine (an ``async def`` function), it is run on an
@@ -32,7 +34,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 __all__ = ["ALL", "Adapted", "LoopRunner", "adapt", "arity", "bind_runner", "call", "describe",
-           "runner_for"]
+           "pad", "required", "runner_for"]
 
 ALL = 1 << 30     #: arity of a callable that takes any number of positional arguments
 """Arity given to a callable that takes any number of positional arguments."""
@@ -96,6 +98,31 @@ def arity(fn: Callable[..., Any]) -> int:
     return n
 
 
+def required(fn: Callable[..., Any]) -> int:
+    """How many positional parameters of ``fn`` have no default (not cached: only read when
+    ``fn`` is given fewer arguments than it declares, which is rare)."""
+    tp = type(fn)
+    if tp is _FUNC and "__wrapped__" not in fn.__dict__:
+        return fn.__code__.co_argcount - len(fn.__defaults__ or ())
+    if tp is _METHOD:
+        func = fn.__func__       # type: ignore[attr-defined]
+        if type(func) is _FUNC and "__wrapped__" not in func.__dict__:
+            return func.__code__.co_argcount - len(func.__defaults__ or ()) - 1
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(1 for p in params
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
+
+
+def pad(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` extended with None up to the parameters of ``fn`` that have no default, as JS
+    passes ``undefined`` for missing arguments (``lambda err, dialog: ...`` on a failure)."""
+    missing = required(fn) - len(args)
+    return args + (None,) * missing if missing > 0 else args
+
+
 def call(fn: Callable[..., Any], *args: Any, owner: Any = None) -> Any:
     """Call user code ``fn`` with as many of ``args`` as it takes; run a coroutine it returns.
 
@@ -104,7 +131,13 @@ def call(fn: Callable[..., Any], *args: Any, owner: Any = None) -> Any:
     returned, or the coroutine's result; exceptions propagate to the caller.
     """
     n = arity(fn)
-    result = fn(*args[:n]) if n < len(args) else fn(*args)
+    nargs = len(args)
+    if n < nargs:
+        result = fn(*args[:n])
+    elif n == nargs or n == ALL:
+        result = fn(*args)
+    else:
+        result = fn(*pad(fn, args))
     if result is not None and type(result) is types.CoroutineType:
         return runner_for(owner).run(result)
     return result

@@ -50,9 +50,20 @@ def test_call_passes_only_what_the_function_takes():
     assert call(max, 1, 5, 3) == 5            # builtin gets every argument
 
 
-def test_fewer_arguments_than_declared_still_fail_loudly():
+def test_missing_arguments_are_none_as_js_passes_undefined():
+    assert call(two, 1) == (1, None)
+    assert call(two) == (None, None)
+    assert call(lambda a, b=7: (a, b), 1) == (1, 7)          # a default is kept
+    assert call(lambda a, b, c=3: (a, b, c)) == (None, None, 3)
+    assert call(Obj().method) == ("method", None)            # bound: self is not padded
+    assert call(Obj(), 1) == ("obj", 1, None)                # callable object
+    assert call(functools.partial(two, 0)) == (0, None)
+    assert adapt(lambda err, dialog: (err, dialog))("boom") == ("boom", None)   # a failure callback
+
+
+def test_keyword_only_parameters_are_not_padded():
     with pytest.raises(TypeError):
-        call(two, 1)
+        call(lambda a, *, b: (a, b), 1)
 
 
 def test_arity_is_cached_per_code_object():

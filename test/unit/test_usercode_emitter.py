@@ -240,3 +240,13 @@ def test_emitter_with_listeners_is_small():
     em.on("destroy", print)
     table = vars(em)["_events"]
     assert sys.getsizeof(table) + sys.getsizeof(table["destroy"]) < 400
+
+
+def test_listener_declaring_more_parameters_gets_none_for_the_missing_ones():
+    """JS passes undefined for missing arguments: ``on('connect', (err, hostport, extra) => ...)``."""
+    em = Emitter()
+    seen = []
+    em.on("connect", lambda err, hostport, extra: seen.append((err, hostport, extra)))
+    em.on("connect", lambda err, hostport="default", *rest: seen.append((err, hostport, rest)))
+    em.emit("connect", None)
+    assert seen == [(None, None, None), (None, "default", ())]
