@@ -297,3 +297,21 @@ def test_consumer_awaiting_in_an_event_loop_keeps_the_hold_until_its_next_await(
         await asyncio.get_running_loop().run_in_executor(None, lst.event_ran.wait, WAIT)
     asyncio.run(consume())
     assert report == [True] and lst.seen_attached == [True]
+
+
+def test_the_key_is_held_before_the_future_resolves(agent) -> None:
+    """A consumer blocked in result() may run the moment the value is set (under Python 3.10 it
+    often does, before the resolving thread goes on): the key must be held by then."""
+    out = Outcome(agent, None)
+    fut = out.future
+    seen: list[bool] = []
+    set_result = fut.set_result
+
+    def spy(value: object) -> None:
+        seen.append(agent.dispatcher.held(KEY))
+        set_result(value)
+
+    fut.set_result = spy        # type: ignore[method-assign]
+    out.succeed("dialog", key=KEY, gate=True)
+    assert seen == [True]
+    assert fut.result(WAIT) == "dialog"
