@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
-from .usercode import ALL, arity, pad, runner_for
+from .usercode import arity, pad, runner_for
 
 __all__ = ["Emitter", "UnhandledErrorEvent"]
 
@@ -200,7 +200,7 @@ class Emitter:
                 continue        # another emit took it first
             if n < nargs:
                 result = f(*args[:n], **kwargs)
-            elif n == nargs or n == ALL:
+            elif n == nargs:
                 result = f(*args, **kwargs)
             else:
                 result = f(*pad(f, args), **kwargs)

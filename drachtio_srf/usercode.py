@@ -44,6 +44,7 @@ _METHOD = types.MethodType
 _CO_VARARGS = inspect.CO_VARARGS
 _by_code: dict[types.CodeType, int] = {}      # plain functions (and methods' functions)
 _by_obj: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()    # other callables
+_required_by_code: dict[types.CodeType, int] = {}
 _cache_lock = threading.Lock()
 
 
@@ -98,16 +99,24 @@ def arity(fn: Callable[..., Any]) -> int:
     return n
 
 
+def _code_required(fn: Any) -> int:
+    code = fn.__code__
+    n = _required_by_code.get(code)
+    if n is None:       # how many defaults a def has is fixed by its source, so per code is right
+        n = _required_by_code[code] = code.co_argcount - len(fn.__defaults__ or ())
+    return n
+
+
 def required(fn: Callable[..., Any]) -> int:
-    """How many positional parameters of ``fn`` have no default (not cached: only read when
-    ``fn`` is given fewer arguments than it declares, which is rare)."""
+    """How many positional parameters of ``fn`` have no default (cached per code object for
+    functions and methods; only read when ``fn`` is given fewer arguments than it may take)."""
     tp = type(fn)
     if tp is _FUNC and "__wrapped__" not in fn.__dict__:
-        return fn.__code__.co_argcount - len(fn.__defaults__ or ())
+        return _code_required(fn)
     if tp is _METHOD:
         func = fn.__func__       # type: ignore[attr-defined]
         if type(func) is _FUNC and "__wrapped__" not in func.__dict__:
-            return func.__code__.co_argcount - len(func.__defaults__ or ()) - 1
+            return _code_required(func) - 1
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -134,9 +143,9 @@ def call(fn: Callable[..., Any], *args: Any, owner: Any = None) -> Any:
     nargs = len(args)
     if n < nargs:
         result = fn(*args[:n])
-    elif n == nargs or n == ALL:
+    elif n == nargs:
         result = fn(*args)
-    else:
+    else:       # may take more (``*args`` or defaults): pad only what has no default
         result = fn(*pad(fn, args))
     if result is not None and type(result) is types.CoroutineType:
         return runner_for(owner).run(result)

@@ -59,6 +59,8 @@ def test_missing_arguments_are_none_as_js_passes_undefined():
     assert call(Obj(), 1) == ("obj", 1, None)                # callable object
     assert call(functools.partial(two, 0)) == (0, None)
     assert adapt(lambda err, dialog: (err, dialog))("boom") == ("boom", None)   # a failure callback
+    assert call(lambda err, hostport, *rest: (err, hostport, rest), "e") == ("e", None, ())
+    assert call(lambda *rest: rest) == ()
 
 
 def test_keyword_only_parameters_are_not_padded():

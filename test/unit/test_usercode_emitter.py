@@ -248,5 +248,6 @@ def test_listener_declaring_more_parameters_gets_none_for_the_missing_ones():
     seen = []
     em.on("connect", lambda err, hostport, extra: seen.append((err, hostport, extra)))
     em.on("connect", lambda err, hostport="default", *rest: seen.append((err, hostport, rest)))
+    em.on("connect", lambda err, hostport, *rest: seen.append((err, hostport, rest)))
     em.emit("connect", None)
-    assert seen == [(None, None, None), (None, "default", ())]
+    assert seen == [(None, None, None), (None, "default", ()), (None, None, ())]
