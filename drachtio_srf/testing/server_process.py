@@ -26,7 +26,7 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 SERVER_ENV = "DRACHTIO_TEST_SERVER"
 """Environment variable naming another server command for the fixtures (e.g. a real
-drachtio-server: ``drachtio --noconfig --stdout``); the options below are appended to it."""
+drachtio-server: ``drachtio -f drachtio.conf.xml``); the options below are appended to it."""
 
 
 def server_command() -> list[str]:
@@ -93,16 +93,21 @@ class ServerProcess:
         return {"host": LOOPBACK, "port": self.admin_port, "secret": self.secret}
 
     def _wait_started(self, timeout: float) -> None:
-        """Until this very process listens on the admin port; fails at once (with the log) if
-        it exited. Asking the kernel which process listens means a server that lost its port
-        to another process is never taken for a running one."""
+        """Until this very process listens on the admin port and has its SIP port bound (UDP
+        and TCP); fails at once (with the log) if it exited. A real drachtio-server accepts apps
+        before its SIP stack is up, and then tells them an empty SIP address: an app must not
+        connect that early. Asking the kernel which process listens means a server that lost
+        its port to another process is never taken for a running one."""
         deadline = time.monotonic() + timeout
+        pid = self.proc.pid
         while self.proc.poll() is None:
-            if socket_bound(self.proc.pid, self.admin_port, "tcp"):
+            if (socket_bound(pid, self.admin_port, "tcp") and socket_bound(pid, self.sip_port, "udp")
+                    and socket_bound(pid, self.sip_port, "tcp")):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"server not listening on {LOOPBACK}:{self.admin_port} after "
-                                   f"{timeout}s:\n{self.log()[-2000:]}")
+                raise TimeoutError(f"server not listening on {LOOPBACK}:{self.admin_port} (admin) "
+                                   f"and {self.sip_port} (SIP) after {timeout}s:\n"
+                                   f"{self.log()[-2000:]}")
             time.sleep(0.02)  # polling the socket table: the kernel offers no event for a listen
         raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()[-2000:]}")
 

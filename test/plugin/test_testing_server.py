@@ -36,9 +36,16 @@ REAL = shutil.which("drachtio")
 
 
 @pytest.mark.skipif(REAL is None, reason="no real drachtio-server (`drachtio`) on PATH to compare with")
-def test_same_call_through_a_real_drachtio_server(monkeypatch, srf_factory, sip_peer):
-    """The fixtures work unchanged with drachtio-server: DRACHTIO_TEST_SERVER='drachtio --noconfig --stdout'."""
-    monkeypatch.setenv(SERVER_ENV, f"{REAL} --noconfig --stdout")
+def test_same_call_through_a_real_drachtio_server(monkeypatch, tmp_path, srf_factory, sip_peer):
+    """The fixtures work unchanged with drachtio-server: DRACHTIO_TEST_SERVER='drachtio -f FILE'.
+
+    drachtio-server 1.0 reads a configuration file even with ``--noconfig`` and needs an
+    ``<admin>`` element there; the command-line options then override its ports."""
+    conf = tmp_path / "drachtio.conf.xml"
+    conf.write_text('<drachtio>\n  <admin port="9022" secret="cymru">127.0.0.1</admin>\n'
+                    "  <logging>\n    <console/>\n    <loglevel>info</loglevel>\n  </logging>\n"
+                    "</drachtio>\n")
+    monkeypatch.setenv(SERVER_ENV, f"{REAL} -f {conf}")
     with ServerProcess() as server:
         srf = srf_factory(server)
         srf.invite(lambda req, res: srf.create_uas(req, res, local_sdp=sip_peer.sdp))
