@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .attrdict import AttrDict
 from .errors import SipParseError, snippet
 from .numbers import MAX_CONTENT_LENGTH_DIGITS, MAX_SEQ, ascii_int, port_number
 
@@ -37,27 +38,6 @@ __all__ = [
     "split_commas",
     "unquote",
 ]
-
-
-class AttrDict(dict[str, Any]):
-    """A dict whose keys are also attributes (``h.uri == h["uri"]``), for JS-style access."""
-
-    __slots__ = ()
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        self[key] = value
-
-    def __delattr__(self, key: str) -> None:
-        try:
-            del self[key]
-        except KeyError:
-            raise AttributeError(key) from None
 
 
 # ---------------------------------------------------------------------------------------------

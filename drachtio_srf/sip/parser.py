@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import SipParseError, snippet
 from .headers import (
@@ -128,8 +128,8 @@ class SipMessage:
     # every assignment goes to the instance, so instances never share state through these.
     method: str | None = None
     """Request method, None for a response."""
-    uri: str | None = None
-    """Request-URI, None for a response."""
+    uri: Any = None
+    """Request-URI (a str; a parsed-URI mapping assigned to it is serialised), None for a response."""
     version: str = "2.0"
     """SIP version number from the start line (``'2.0'``)."""
     status: int | None = None
@@ -763,21 +763,36 @@ class SipMessage:
             m._payload = [AttrDict(p) for p in self._payload]
         return m
 
-    # JS aliases (same objects as the PEP 8 names)
-    getParsedHeader = get_parsed_header
+    # JS aliases: declared here, set below the class to the PEP 8 members themselves (the
+    # compiled build cannot bind a method to a second name in a class body)
+    getParsedHeader: ClassVar[Callable[[SipMessage, str], Any]]
     """JS alias of :meth:`get_parsed_header`: returns the parsed value of a header."""
-    getHeaderName = get_header_name
+    getHeaderName: ClassVar[Callable[[SipMessage, str], str | None]]
     """JS alias of :meth:`get_header_name`: returns the header's name as spelled in the message."""
-    callingNumber = calling_number
+    callingNumber: ClassVar[str]
     """JS alias of :attr:`calling_number`: returns the calling party's number."""
-    calledNumber = called_number
+    calledNumber: ClassVar[str]
     """JS alias of :attr:`called_number`: returns the called party's number."""
-    callingName = calling_name
+    callingName: ClassVar[str]
     """JS alias of :attr:`calling_name`: returns the calling party's display name."""
-    canFormDialog = can_form_dialog
+    canFormDialog: ClassVar[bool]
     """JS alias of :attr:`can_form_dialog`: returns whether the request can create a dialog."""
-    toString = to_string
+    toString: ClassVar[Callable[[SipMessage], str]]
     """JS alias of :meth:`to_string`: returns the message as SIP text."""
+
+
+# JS aliases (the same objects as the PEP 8 names, compiled or not)
+_JS_ALIASES = (
+    ("getParsedHeader", "get_parsed_header"),
+    ("getHeaderName", "get_header_name"),
+    ("callingNumber", "calling_number"),
+    ("calledNumber", "called_number"),
+    ("callingName", "calling_name"),
+    ("canFormDialog", "can_form_dialog"),
+    ("toString", "to_string"),
+)
+for _js, _pep8 in _JS_ALIASES:
+    setattr(SipMessage, _js, getattr(SipMessage, _pep8))
 
 
 def _reparse(text: str) -> SipMessage:
