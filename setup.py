@@ -1,7 +1,7 @@
 """Build script: the metadata lives in setup.cfg; this file only adds the optional compiled build.
 
 By default the package is pure Python (a ``py3-none-any`` wheel). With ``DRACHTIO_SRF_COMPILE=1``
-in the environment, ``pip install .`` (or ``pip wheel .``) also compiles the sans-I/O SIP
+in the environment, ``pip install .`` (or ``pip wheel .``) also compiles the sans-I/O
 modules listed in ``COMPILED`` with mypyc into C extensions (a platform wheel; needs a C
 compiler and the Python headers). The ``.py`` files are installed alongside and the extensions
 take precedence on import. See docs/compiled.md.
@@ -12,14 +12,15 @@ import os
 
 from setuptools import setup
 
-# the modules compiled by DRACHTIO_SRF_COMPILE=1: the sans-I/O SIP layer (sip/attrdict.py stays
-# interpreted: mypyc cannot compile a dict subclass with __getattr__)
+# the modules compiled by DRACHTIO_SRF_COMPILE=1: the sans-I/O layer, SIP and control protocol
+# (sip/attrdict.py stays interpreted: mypyc cannot compile a dict subclass with __getattr__)
 COMPILED = [
     "drachtio_srf/sip/errors.py",
     "drachtio_srf/sip/numbers.py",
     "drachtio_srf/sip/uri.py",
     "drachtio_srf/sip/headers.py",
     "drachtio_srf/sip/parser.py",
+    "drachtio_srf/wire.py",
 ]
 # type-checked with them but left interpreted
 CHECKED_ONLY = "drachtio_srf/sip/attrdict.py"
@@ -47,4 +48,4 @@ else:
         # (attrdict.py is type-checked with them, for its types, but not compiled)
         setup(ext_modules=mypycify(["--follow-imports=skip", *COMPILED, CHECKED_ONLY],
                                    only_compile_paths=COMPILED, opt_level="3",
-                                   group_name="drachtio_srf_sip"))
+                                   group_name="drachtio_srf_sans_io"))

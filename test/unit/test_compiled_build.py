@@ -13,13 +13,13 @@ import pytest
 
 import drachtio_srf.sip.attrdict
 
-COMPILED = ("errors", "numbers", "uri", "headers", "parser")
+COMPILED = ("sip.errors", "sip.numbers", "sip.uri", "sip.headers", "sip.parser", "wire")
 EXPECT_COMPILED = os.environ.get("DRACHTIO_SRF_EXPECT_COMPILED") == "1"
 
 
 @pytest.mark.parametrize("name", COMPILED)
 def test_sans_io_module_is_compiled_exactly_when_expected(name: str) -> None:
-    module = importlib.import_module(f"drachtio_srf.sip.{name}")
+    module = importlib.import_module(f"drachtio_srf.{name}")
     path = module.__file__ or ""
     compiled = path.endswith(tuple(EXTENSION_SUFFIXES))
     assert compiled == EXPECT_COMPILED, (
