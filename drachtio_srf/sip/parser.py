@@ -151,14 +151,15 @@ class SipMessage:
     _text: str | None = None
 
     def __init__(self, text: str | bytes | Mapping[str, Any] | None = None) -> None:
+        if type(text) is str:
+            self._parse(text)             # (sets _lines and _index)
+            return
         self._lines: list[_Line] | None = []    # (None once shrunk: see _shrink)
         # lookup key -> the values of that header's lines, in order (None: rebuild from _lines)
         self._index: dict[str, list[str]] | None = {}
         if text is None:
             return
-        if type(text) is str:
-            self._parse(text)
-        elif isinstance(text, (bytes, bytearray, memoryview)):
+        if isinstance(text, (bytes, bytearray, memoryview)):
             self._parse(bytes(text).decode("utf-8", "surrogateescape"))
         elif isinstance(text, str):
             self._parse(text)
@@ -190,43 +191,48 @@ class SipMessage:
             _bare_line_end(lines)
         # canonical: to_string would write the header block back unchanged
         canonical = self._parse_start(lines[0])
-        if "\r\n " in head or "\r\n\t" in head:
-            lines = _unfold(lines)
-            canonical = False
 
-        hdrs: list[_Line] = []
-        self._lines = hdrs
-        index = self._index
-        assert index is not None
         cache_get = _NAME_CACHE.get
-        for line in islice(lines, 1, None):
-            # the usual line is "Name: value" with a name seen before
-            name, sep, value = line.partition(": ")
-            names = cache_get(name) if sep else None
-            if names is None:
-                canonical = False
-                if not line:
-                    raise SipParseError(f"empty header line (line {lines.index(line) + 1})")
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise SipParseError(f"header line without colon (line "
-                                        f"{lines.index(line) + 1}): {snippet(line)}")
-                try:
-                    names = cache_get(name) or _resolve(name)
-                except SipParseError as e:
-                    raise SipParseError(f"{e} (line {lines.index(line) + 1})") from None
-            key, stored, same = names
-            if not same:
-                canonical = False          # name written in another spelling (compact...)
-            v = value.strip()
-            if v is not value:             # (strip returns the same object when nothing to do)
-                canonical = False
-                value = v
-            if key in index:
-                index[key].append(value)
+        while True:
+            hdrs: list[_Line] = []
+            self._lines = hdrs
+            index: dict[str, list[str]] = {}
+            self._index = index
+            for line in islice(lines, 1, None):
+                # the usual line is "Name: value" with a name seen before
+                name, sep, value = line.partition(": ")
+                names = cache_get(name) if sep else None
+                if names is None:
+                    canonical = False
+                    if line[:1] in (" ", "\t"):
+                        # a continuation line (never a cached name): unfold, then start over
+                        # (found here rather than by searching the whole block up front)
+                        break
+                    if not line:
+                        raise SipParseError(f"empty header line (line {lines.index(line) + 1})")
+                    name, sep, value = line.partition(":")
+                    if not sep:
+                        raise SipParseError(f"header line without colon (line "
+                                            f"{lines.index(line) + 1}): {snippet(line)}")
+                    try:
+                        names = cache_get(name) or _resolve(name)
+                    except SipParseError as e:
+                        raise SipParseError(f"{e} (line {lines.index(line) + 1})") from None
+                key, stored, same = names
+                if not same:
+                    canonical = False          # name written in another spelling (compact...)
+                v = value.strip()
+                if v is not value:             # (strip returns the same object when nothing to do)
+                    canonical = False
+                    value = v
+                if key in index:
+                    index[key].append(value)
+                else:
+                    index[key] = [value]
+                hdrs.append((key, stored, value))
             else:
-                index[key] = [value]
-            hdrs.append((key, stored, value))
+                break
+            lines = _unfold(lines)
 
         cl = index.get("content-length")
         if cl is not None:
