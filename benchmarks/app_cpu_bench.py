@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     with bl.node_install(args.node_dir) as node_work, bl.workdir(args.keep) as work:
         bl.out(f"# app_cpu_bench: {bl.machine()} drachtio-srf(node)={bl.node_srf_version(node_work)}")
         if args.python:
+            # (absolute, not resolved: a venv's python is a symlink that must stay in its venv)
+            args.python = os.path.abspath(args.python)
             bl.out(f"# python app: {args.python}, parser from {bl.parser_module_of(args.python)}")
         if args.pin_app is not None:
             bl.out(f"# both apps pinned to CPU {args.pin_app}")

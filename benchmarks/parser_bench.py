@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bl.setup_logging(args.verbose)
     impls = ("py", "pyc", "node") if args.compiled else ("py", "node")
+    if args.compiled:
+        args.compiled = os.path.abspath(args.compiled)    # (not resolved: a venv's symlink)
     if args.compiled and not Path(args.compiled).exists():
         raise SystemExit(f"--compiled: no {args.compiled}; build it with "
                          "`bash scripts/test-compiled.sh` (see docs/compiled.md)")
@@ -154,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                            str(args.warmup), "--mode", mode]
                     rate, size, cpu_us, where = measure(
                         cmd, env=bl.installed_env() if impl == "pyc" else None)
+                    if impl == "py" and not where.endswith(".py"):
+                        raise SystemExit(f"the pure-Python run imported a compiled parser "
+                                         f"({where}): remove that extension from the checkout")
                     if impl == "pyc" and where.endswith(".py"):
                         raise SystemExit(f"--compiled: {args.compiled} imports the pure-Python "
                                          f"parser ({where}), not the compiled build")

@@ -9,6 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh   # sipp (for the integration subset) and .venv
+# mypyc's output is C: without a compiler or the Python headers there is nothing to test (said
+# loudly, as test-pythons.sh does for a missing interpreter)
+cc=${CC:-cc}
+include=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+if ! command -v "$cc" >/dev/null 2>&1 || [ ! -f "$include/Python.h" ]; then
+  echo "=== compiled build: NOT TESTED (no C compiler '$cc' or no $include/Python.h;" \
+       "Debian: apt-get install build-essential python3-dev) ==="
+  exit 0
+fi
 venv=.venv-compiled
 root=$PWD
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
