@@ -9,6 +9,9 @@ calls and after every dialog is released. Runs alternate between the two apps.
     python benchmarks/app_cpu_bench.py --rate 50 --duration 10 --rounds 1
     python benchmarks/app_cpu_bench.py --rates 50,200,800,1000 --duration 12 --rounds 2
 
+``--python PYTHON`` runs the Python app with that interpreter and the drachtio_srf installed for
+it, e.g. ``--python .venv-compiled/bin/python`` for the compiled build (docs/compiled.md).
+
 Prints CPU ms per call for both apps (median over rounds), the server's, and last the ratio
 Python / Node (target <= 1.0); with ``--rates`` a table per rate and last the highest ratio.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +61,7 @@ def one_run(impl: str, args: argparse.Namespace, node_work: Path, work: Path, ta
     app = None
     try:
         app_args = ["--inline-experiment"] if impl == "py" and args.inline_experiment else []
-        app = bl.App(impl, server, node_work, work, app_args)
+        app = bl.App(impl, server, node_work, work, app_args, python=args.python)
         if args.pin_app is not None:
             bl.pin_process(app.pid, {args.pin_app})
         if args.warmup:
@@ -129,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inline-experiment", action="store_true",
                    help="EXPERIMENT: the Python app runs user code on the reader thread, as Node "
                         "does (breaks the threading contract; shows the cost of the hand-offs)")
+    p.add_argument("--python", metavar="PYTHON",
+                   help="run the Python app with this interpreter and its installed drachtio_srf "
+                        "(e.g. .venv-compiled/bin/python: the compiled build) instead of the checkout")
     p.add_argument("--pin-app", type=int, metavar="CPU",
                    help="run either app on this one CPU only (both alike; server and sipp unpinned)")
     bl.add_run_options(p)
@@ -143,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     clean = True
     with bl.node_install(args.node_dir) as node_work, bl.workdir(args.keep) as work:
         bl.out(f"# app_cpu_bench: {bl.machine()} drachtio-srf(node)={bl.node_srf_version(node_work)}")
+        if args.python:
+            # (absolute, not resolved: a venv's python is a symlink that must stay in its venv)
+            args.python = os.path.abspath(args.python)
+            bl.out(f"# python app: {args.python}, parser from {bl.parser_module_of(args.python)}")
         if args.pin_app is not None:
             bl.out(f"# both apps pinned to CPU {args.pin_app}")
         if args.inline_experiment:

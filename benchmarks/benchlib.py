@@ -64,6 +64,25 @@ def py_env() -> dict[str, str]:
     return env
 
 
+def installed_env() -> dict[str, str]:
+    """Environment for a Python that imports the drachtio_srf installed in its own environment
+    (e.g. the compiled build in .venv-compiled), not the checkout: only benchmarks/ is added to
+    PYTHONPATH (a script's own folder is on sys.path anyway, the working directory is not)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(BENCH)
+    return env
+
+
+def parser_module_of(python: str) -> str:
+    """The file ``python`` imports drachtio_srf's SIP parser from (a .so for the compiled build)."""
+    r = subprocess.run([python, "-c", "import drachtio_srf.sip.parser as p; print(p.__file__)"],
+                       capture_output=True, text=True, env=installed_env(), cwd=str(BENCH),
+                       timeout=60, check=False)
+    if r.returncode != 0:
+        raise SystemExit(f"{python} cannot import drachtio_srf: {r.stderr[-1000:]}")
+    return r.stdout.strip()
+
+
 def machine() -> str:
     """One line describing the machine, for the figures."""
     model = ""
@@ -280,12 +299,14 @@ class App:
     """One UAS app (``py`` or ``node``) as a subprocess, driven by its stdin control protocol."""
 
     def __init__(self, impl: str, server: Server, node_work: Path | None, workdir: Path,
-                 app_args: Sequence[str] = ()) -> None:
+                 app_args: Sequence[str] = (), python: str | None = None) -> None:
+        """``python``: run the Python app with this interpreter and the drachtio_srf installed
+        for it (e.g. .venv-compiled/bin/python) instead of this one and the checkout."""
         self.impl = impl
         if impl == "py":
-            args = [sys.executable, str(BENCH / "apps" / "uas_app.py"), str(server.admin_port), SECRET,
-                    *app_args]
-            cwd, env = str(workdir), py_env()
+            args = [python or sys.executable, str(BENCH / "apps" / "uas_app.py"),
+                    str(server.admin_port), SECRET, *app_args]
+            cwd, env = str(workdir), installed_env() if python else py_env()
         elif impl == "node":
             assert node_work is not None
             args = ["node", "--expose-gc", "uas_app.js", str(server.admin_port), SECRET, *app_args]

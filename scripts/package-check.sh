@@ -24,7 +24,12 @@ need = ["CHANGELOG.md", "LICENSE", "README.md", "pyproject.toml", "mkdocs.yml", 
 missing = [n for n in need if n not in names]
 tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
 extra = sorted(t for t in tops if not t.startswith("drachtio_srf"))
-if missing or extra:
-    sys.exit(f"sdist lacks {missing}; wheel has more than the package: {extra}")
+# the default build is pure Python (the compiled one needs DRACHTIO_SRF_COMPILE=1)
+compiled = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith((".so", ".pyd"))]
+if not wheel.name.endswith("-py3-none-any.whl"):
+    compiled.append(wheel.name)
+if missing or extra or compiled:
+    sys.exit(f"sdist lacks {missing}; wheel has more than the package: {extra}; "
+             f"wheel not pure Python: {compiled}")
 print(f"ok: {sdist.name} ({len(names)} files), {wheel.name} ({sorted(tops)})")
 PY

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import SipParseError, snippet
 from .headers import (
@@ -128,8 +128,8 @@ class SipMessage:
     # every assignment goes to the instance, so instances never share state through these.
     method: str | None = None
     """Request method, None for a response."""
-    uri: str | None = None
-    """Request-URI, None for a response."""
+    uri: Any = None
+    """Request-URI (a str; a parsed-URI mapping assigned to it is serialised), None for a response."""
     version: str = "2.0"
     """SIP version number from the start line (``'2.0'``)."""
     status: int | None = None
@@ -151,14 +151,15 @@ class SipMessage:
     _text: str | None = None
 
     def __init__(self, text: str | bytes | Mapping[str, Any] | None = None) -> None:
+        if type(text) is str:
+            self._parse(text)             # (sets _lines and _index)
+            return
         self._lines: list[_Line] | None = []    # (None once shrunk: see _shrink)
         # lookup key -> the values of that header's lines, in order (None: rebuild from _lines)
         self._index: dict[str, list[str]] | None = {}
         if text is None:
             return
-        if type(text) is str:
-            self._parse(text)
-        elif isinstance(text, (bytes, bytearray, memoryview)):
+        if isinstance(text, (bytes, bytearray, memoryview)):
             self._parse(bytes(text).decode("utf-8", "surrogateescape"))
         elif isinstance(text, str):
             self._parse(text)
@@ -190,43 +191,48 @@ class SipMessage:
             _bare_line_end(lines)
         # canonical: to_string would write the header block back unchanged
         canonical = self._parse_start(lines[0])
-        if "\r\n " in head or "\r\n\t" in head:
-            lines = _unfold(lines)
-            canonical = False
 
-        hdrs: list[_Line] = []
-        self._lines = hdrs
-        index = self._index
-        assert index is not None
         cache_get = _NAME_CACHE.get
-        for line in islice(lines, 1, None):
-            # the usual line is "Name: value" with a name seen before
-            name, sep, value = line.partition(": ")
-            names = cache_get(name) if sep else None
-            if names is None:
-                canonical = False
-                if not line:
-                    raise SipParseError(f"empty header line (line {lines.index(line) + 1})")
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise SipParseError(f"header line without colon (line "
-                                        f"{lines.index(line) + 1}): {snippet(line)}")
-                try:
-                    names = cache_get(name) or _resolve(name)
-                except SipParseError as e:
-                    raise SipParseError(f"{e} (line {lines.index(line) + 1})") from None
-            key, stored, same = names
-            if not same:
-                canonical = False          # name written in another spelling (compact...)
-            v = value.strip()
-            if v is not value:             # (strip returns the same object when nothing to do)
-                canonical = False
-                value = v
-            if key in index:
-                index[key].append(value)
+        while True:
+            hdrs: list[_Line] = []
+            self._lines = hdrs
+            index: dict[str, list[str]] = {}
+            self._index = index
+            for line in islice(lines, 1, None):
+                # the usual line is "Name: value" with a name seen before
+                name, sep, value = line.partition(": ")
+                names = cache_get(name) if sep else None
+                if names is None:
+                    canonical = False
+                    if line[:1] in (" ", "\t"):
+                        # a continuation line (never a cached name): unfold, then start over
+                        # (found here rather than by searching the whole block up front)
+                        break
+                    if not line:
+                        raise SipParseError(f"empty header line (line {lines.index(line) + 1})")
+                    name, sep, value = line.partition(":")
+                    if not sep:
+                        raise SipParseError(f"header line without colon (line "
+                                            f"{lines.index(line) + 1}): {snippet(line)}")
+                    try:
+                        names = cache_get(name) or _resolve(name)
+                    except SipParseError as e:
+                        raise SipParseError(f"{e} (line {lines.index(line) + 1})") from None
+                key, stored, same = names
+                if not same:
+                    canonical = False          # name written in another spelling (compact...)
+                v = value.strip()
+                if v is not value:             # (strip returns the same object when nothing to do)
+                    canonical = False
+                    value = v
+                if key in index:
+                    index[key].append(value)
+                else:
+                    index[key] = [value]
+                hdrs.append((key, stored, value))
             else:
-                index[key] = [value]
-            hdrs.append((key, stored, value))
+                break
+            lines = _unfold(lines)
 
         cl = index.get("content-length")
         if cl is not None:
@@ -763,21 +769,36 @@ class SipMessage:
             m._payload = [AttrDict(p) for p in self._payload]
         return m
 
-    # JS aliases (same objects as the PEP 8 names)
-    getParsedHeader = get_parsed_header
+    # JS aliases: declared here, set below the class to the PEP 8 members themselves (the
+    # compiled build cannot bind a method to a second name in a class body)
+    getParsedHeader: ClassVar[Callable[[SipMessage, str], Any]]
     """JS alias of :meth:`get_parsed_header`: returns the parsed value of a header."""
-    getHeaderName = get_header_name
+    getHeaderName: ClassVar[Callable[[SipMessage, str], str | None]]
     """JS alias of :meth:`get_header_name`: returns the header's name as spelled in the message."""
-    callingNumber = calling_number
+    callingNumber: ClassVar[str]
     """JS alias of :attr:`calling_number`: returns the calling party's number."""
-    calledNumber = called_number
+    calledNumber: ClassVar[str]
     """JS alias of :attr:`called_number`: returns the called party's number."""
-    callingName = calling_name
+    callingName: ClassVar[str]
     """JS alias of :attr:`calling_name`: returns the calling party's display name."""
-    canFormDialog = can_form_dialog
+    canFormDialog: ClassVar[bool]
     """JS alias of :attr:`can_form_dialog`: returns whether the request can create a dialog."""
-    toString = to_string
+    toString: ClassVar[Callable[[SipMessage], str]]
     """JS alias of :meth:`to_string`: returns the message as SIP text."""
+
+
+# JS aliases (the same objects as the PEP 8 names, compiled or not)
+_JS_ALIASES = (
+    ("getParsedHeader", "get_parsed_header"),
+    ("getHeaderName", "get_header_name"),
+    ("callingNumber", "calling_number"),
+    ("calledNumber", "called_number"),
+    ("callingName", "calling_name"),
+    ("canFormDialog", "can_form_dialog"),
+    ("toString", "to_string"),
+)
+for _js, _pep8 in _JS_ALIASES:
+    setattr(SipMessage, _js, getattr(SipMessage, _pep8))
 
 
 def _reparse(text: str) -> SipMessage:

@@ -4,10 +4,13 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
 import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drachtio_srf.sip import STATUS_REASONS, AttrDict, SipParseError, reason_phrase
 from drachtio_srf.sip.headers import (
@@ -22,6 +25,7 @@ from drachtio_srf.sip.headers import (
     parse_via,
     pretty_name,
     split_commas,
+    split_outside,
     unquote,
 )
 
@@ -264,3 +268,24 @@ def test_parse_name_addr_quoted_names_with_and_without_escapes():
 def test_parse_cseq_shortcut_matches_general_rules():
     assert parse_cseq("7 INVITE") == parse_cseq(" 7   INVITE ") == {"seq": 7, "method": "INVITE"}
     assert parse_cseq("7 X-CUSTOM") == {"seq": 7, "method": "X-CUSTOM"}
+
+
+# the regexes split_outside replaced: one item is a run of plain text, quoted strings (backslash
+# escapes, closing quote optional) and, for lists, <...> groups (closing '>' optional)
+_LIST_ITEM = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"?|<[^>]*>?)+', re.DOTALL)
+_PARAM_ITEM = re.compile(r'(?:[^;"]+|"(?:[^"\\]|\\.)*"?)+', re.DOTALL)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=',;"<>\\ a=\t', max_size=24))
+def test_split_outside_splits_as_the_item_grammar_says(value):
+    assert [i for i in split_outside(value, ",", True) if i] == _LIST_ITEM.findall(value)
+    assert [i for i in split_outside(value, ";", False) if i] == _PARAM_ITEM.findall(value)
+
+
+def test_split_outside_keeps_separators_inside_quotes_and_angle_brackets():
+    contact = '<sip:a@h;ob>;+sip.instance="<urn:x>";specs="lime,group\\"chat";expires=60, <sip:b@h>'
+    assert split_outside(contact, ",", True) == [
+        '<sip:a@h;ob>;+sip.instance="<urn:x>";specs="lime,group\\"chat";expires=60', " <sip:b@h>"]
+    assert split_outside(';a="x;y";b', ";", False) == ["", 'a="x;y"', "b"]
+    assert split_outside('"open;never closed', ";", False) == ['"open;never closed']
