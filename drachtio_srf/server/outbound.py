@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from drachtio_srf.server.control import ControlConnection
 
 if TYPE_CHECKING:  # pragma: no cover
-    from drachtio_srf.server.core import Core, Incoming
+    from drachtio_srf.server.core import Core
+    from drachtio_srf.server.records import Incoming
 
 logger = logging.getLogger(__name__)
 
