@@ -17,6 +17,7 @@ from drachtio_srf import wire
 from drachtio_srf.server.dialogs import Dialog, dialog_id
 from drachtio_srf.server.parts import CoreParts
 from drachtio_srf.server.records import Incoming
+from drachtio_srf.server.sip_checks import date_ok
 from drachtio_srf.server.sip_text import build_message, new_tag, split_values, with_tag
 from drachtio_srf.sip import SipMessage, reason_phrase
 
@@ -157,6 +158,8 @@ class InboundMixin(CoreParts):
                 return
             if method == "NOTIFY" and self._early_notify(stx, msg, source):
                 return
+            if self._refused_outside_dialog(stx, msg):
+                return
             # drachtio-server: a stale INVITE, BYE or UPDATE gets 481; other methods that may start
             # something (NOTIFY, INFO, SUBSCRIBE, ...) go to the app as new requests (below); the
             # rest (ACK, PRACK, REFER, ...) are dropped
@@ -166,6 +169,8 @@ class InboundMixin(CoreParts):
                 else:
                     logger.info("discarding %s for no known dialog", method)
                 return
+        elif self._refused_outside_dialog(stx, msg):
+            return
         elif method not in NEW_REQUEST_METHODS:
             if method in ("BYE", "UPDATE"):
                 self._reject(stx, msg, 481)
@@ -200,6 +205,16 @@ class InboundMixin(CoreParts):
             self.outbound.start(conn, inc, outbound)
             return
         self.deliver_new_request(inc)
+
+    def _refused_outside_dialog(self, stx: Any, msg: SipMessage) -> bool:
+        """drachtio-server answers 400 a request of no dialog with a header its stack could not
+        parse; of those the SIP stack lets through, the server checks Date (RFC 4475 baddate)."""
+        date = msg.get("date")
+        if date is None or date_ok(date):
+            return False
+        logger.warning("%s %s: unparsable Date %r: 400", msg.method, msg.call_id, date[:100])
+        self._respond_safely(stx, self._simple_response(msg, 400))
+        return True
 
     def _overloaded(self) -> bool:
         """Too much held for new work: requests waiting for apps, or server transactions."""
