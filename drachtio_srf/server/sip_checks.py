@@ -91,13 +91,15 @@ def _addr_ok(value: str, *, many: bool) -> bool:
     ``,``, ``;``, ``?`` or whitespace, and what follows must be parameters (or, in a list, the
     next value): a ``?`` there (URI headers outside ``<>``) is an error.
     """
+    if "?" not in value:     # the library's parser has judged the rest
+        return True
     for part in _split_top(value) if many else [value]:
         s = part.strip()
         if not s or s == "*" or "<" in s:
             continue
         m = re.match(r"[^ \t,;?]+[ \t]*", s)
         rest = s[m.end():] if m else s
-        if rest and rest[0] not in ";":
+        if rest.startswith("?"):
             return False
     return True
 
@@ -145,9 +147,8 @@ def _bad_headers(msg: SipMessage) -> set[str]:
 
 def request_problem(msg: SipMessage, data: bytes, transport: str) -> Problem | None:
     """Why sofia-sip would answer this request 400 (None: it passes), as in nta's checks."""
-    order = _header_order(data)
     bad = _bad_headers(msg)
-    repeated = {single for single in SINGLE_VALUED if order.count(single) > 1}
+    repeated = {single for single in SINGLE_VALUED if len(msg.get_all(single)) > 1}
     cl = msg.get("content-length")
     if cl is not None and "content-length" not in repeated and not (cl.strip().isascii() and cl.strip().isdigit() and len(cl.strip()) <= 10):
         bad.add("content-length")
@@ -161,7 +162,7 @@ def request_problem(msg: SipMessage, data: bytes, transport: str) -> Problem | N
         # sofia-sip names the first header line that failed: a value that does not parse, or the
         # second line of a single-valued header
         first, seen = None, set()
-        for name in order:
+        for name in _header_order(data):
             if name in bad or (name in repeated and name in seen):
                 first = name
                 break
