@@ -11,13 +11,13 @@ import itertools
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drachtio_srf import wire
 from drachtio_srf.server import frames
 
 if TYPE_CHECKING:  # pragma: no cover
-    from drachtio_srf.server.core import Core
+    from drachtio_srf.server.config import ServerConfig
 
 logger = logging.getLogger(__name__)
 #: every control frame in and out, full text, at DEBUG (the wire trace; off unless enabled)
@@ -36,6 +36,38 @@ DEFAULT_AUTH_TIMEOUT = 5.0
 
 
 _ids = itertools.count(1)
+
+
+class CoreLink(Protocol):
+    """What an app connection needs from the server core (``Core`` provides it)."""
+
+    config: ServerConfig
+    """The server's options (secret, version, auth timeout)."""
+    router: Router
+    """The routes apps register."""
+    connections: set[ControlConnection]
+    """The open app connections."""
+
+    def batch_begin(self) -> None:
+        """Input is being handled: hold frames to apps."""
+
+    def batch_end(self) -> None:
+        """End of a batch of input: write the held frames."""
+
+    def queue_output(self, conn: ControlConnection) -> None:
+        """``conn`` has frames to write."""
+
+    def connection_lost(self, conn: ControlConnection) -> None:
+        """``conn`` closed."""
+
+    def hostports(self) -> str:
+        """``transport/host:port`` of each SIP transport, told to apps."""
+
+    def handle_sip_command(self, conn: ControlConnection, frame: wire.Frame) -> None:
+        """A ``sip`` frame from an app."""
+
+    def handle_proxy_command(self, conn: ControlConnection, frame: wire.Frame) -> None:
+        """A ``proxy`` frame from an app."""
 
 
 class Router:
@@ -97,7 +129,7 @@ class Router:
 class ControlConnection(asyncio.Protocol):
     """One app connection on the admin port."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: CoreLink) -> None:
         self.core = core
         """The server core this connection feeds."""
         self.name = f"conn-{next(_ids)}"

@@ -19,12 +19,12 @@ import re
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from drachtio_srf.server.control import ControlConnection
+from drachtio_srf.server.control import ControlConnection, CoreLink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from drachtio_srf.server.core import Core, Incoming
+    from drachtio_srf.server.records import Incoming
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +90,20 @@ def parse_outbound_map(specs: Mapping[str, Any] | Iterable[str] | None) -> dict[
     return out
 
 
+class OutboundCore(CoreLink, Protocol):
+    """What the outbound connector needs from the server core (``Core`` provides it)."""
+
+    def deliver_new_request(self, inc: Incoming) -> None:
+        """Send a pending new request to its app."""
+
+    def fail_incoming(self, inc: Incoming, status: int) -> None:
+        """Answer a pending new request from the server itself."""
+
+
 class OutboundConnector:
     """Opens one connection per new request whose method has an outbound target."""
 
-    def __init__(self, core: Core, targets: Mapping[str, Any] | Iterable[str] | None) -> None:
+    def __init__(self, core: OutboundCore, targets: Mapping[str, Any] | Iterable[str] | None) -> None:
         self.core = core
         """The server core that gets the new connections."""
         self.targets = parse_outbound_map(targets)

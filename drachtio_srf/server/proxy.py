@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from drachtio_srf import wire
 from drachtio_srf.server.control import ControlConnection
+from drachtio_srf.server.parts import CoreParts
 from drachtio_srf.server.sip_text import (
     _COMPACT,
     DISCARDED,
@@ -30,7 +31,7 @@ from drachtio_srf.server.sip_text import (
 from drachtio_srf.sip import SipMessage, parse_uri
 
 if TYPE_CHECKING:
-    from drachtio_srf.server.core import Incoming
+    from drachtio_srf.server.records import Incoming
 
 logger = logging.getLogger(__name__)
 
@@ -99,36 +100,10 @@ class ProxyJob:
     """True once the request was canceled."""
 
 
-class ProxyMixin:
+class ProxyMixin(CoreParts):
     """The proxy part of ``Core`` (see the module docstring)."""
 
-    # provided by Core
-    stack: Any
-    """The SIP stack (from Core)."""
-    loop: asyncio.AbstractEventLoop | None
-    """The event loop (from Core)."""
-    incoming: dict[str, Incoming]
-    """Requests delivered to apps, by txnId (from Core)."""
     _proxy_by_stx: dict[int, ProxyJob]
-    _proxied_calls: dict[str, Any]
-
-    if TYPE_CHECKING:
-        @property
-        def host(self) -> str: """The SIP host (Core.host)."""
-        @property
-        def port(self) -> int: """The SIP port (Core.port)."""
-
-        def _cdr(self, kind: str, source: str, msg: SipMessage | str, extra: str | None = None) -> None: ...
-        def _target(self, uri: str, default_transport: str = "udp") -> Any: ...
-        def _is_us(self, host: str | None, port: int | None) -> bool: ...
-        def _reject(self, stx: Any, msg: SipMessage, status: int) -> None: ...
-        def _drop_incoming(self, inc: Incoming) -> None: ...
-        def _simple_response(self, req: SipMessage, status: int, reason: str | None = None,
-                             to_tag: str | None = None, extra: Any = ()) -> SipMessage: ...
-        @staticmethod
-        def _respond_safely(stx: Any, resp: SipMessage) -> None: ...
-        @staticmethod
-        def _contact_uri(msg: SipMessage) -> str | None: ...
 
     def handle_proxy_command(self, conn: ControlConnection, frame: wire.Frame) -> None:
         """``proxy|txnId|rr|full|follow|mode|prov|final|dest...`` (PROTOCOL.md 3.1, 5.4)."""

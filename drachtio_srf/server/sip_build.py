@@ -52,6 +52,28 @@ def response_to(req: SipMessage, status: int, reason: str | None = None, *,
                          req.call_id or "", req.get("cseq") or "", to_tag=tag, extra=extra)
 
 
+def error_response(req: SipMessage, status: int, reason: str, *, omit: Iterable[str] = (),
+                   extra: Iterable[tuple[str, str]] = ()) -> str:
+    """A response to a request that failed the server's checks, with what of it can be echoed.
+
+    As sofia-sip does, From, To, Call-ID and CSeq are copied only when present and not named in
+    ``omit`` (the headers that did not parse); a copied To without a tag gets one.
+    """
+    skip = set(omit)
+    parts = [f"SIP/2.0 {status} {reason}"]
+    parts.extend("Via: " + v for v in req.get_all("via"))
+    for name, label in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
+        value = None if name in skip else req.get(name)
+        if value is None:
+            continue
+        if name == "to" and not re.search(r";\s*tag\s*=", value, re.IGNORECASE):
+            value = f"{value};tag={new_tag()}"
+        parts.append(f"{label}: {value}")
+    parts.extend(f"{k}: {v}" for k, v in extra)
+    parts.append("Content-Length: 0")
+    return CRLF.join(parts) + CRLF + CRLF
+
+
 def synthesised(req: SipMessage, status: int, reason: str | None = None,
                 extra: Iterable[tuple[str, str]] = ()) -> SipMessage:
     """The response a client transaction reports itself (timeout, transport error)."""
@@ -145,7 +167,7 @@ _COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id"}
 _NEEDED = ("from", "to", "call-id", "cseq")
 
 
-def salvage_400(data: bytes, why: str) -> bytes | None:
+def salvage_400(data: bytes, why: str, reason: str = "Bad Request") -> bytes | None:
     """A 400 for an unparseable request whose Via/From/To/Call-ID/CSeq can still be read, else None."""
     text = data.decode("utf-8", "replace")
     head = text.split("\r\n\r\n", 1)[0].replace("\r\n", "\n")
@@ -168,7 +190,6 @@ def salvage_400(data: bytes, why: str) -> bytes | None:
             found[key] = value
     if not vias or len(found) < len(_NEEDED):
         return None
-    reason = "Bad Request"
     warning = why.replace('"', "'")[:200]
     return response_text(400, reason, vias, found["from"], found["to"], found["call-id"], found["cseq"],
                          to_tag=None if ";tag=" in found["to"].lower() else new_tag(),

@@ -1,6 +1,7 @@
 """SIP text helpers of the embedded server: header names and values as drachtio-server handles them.
 
-Pure functions on strings and SipMessage (no server state), shared by ``core.py`` and ``proxy.py``.
+Pure functions on strings and SipMessage (no server state), shared by the parts of the server
+core (``inbound.py``, ``uas.py``, ``uac.py``, ``proxy.py`` ...).
 """
 from __future__ import annotations
 
@@ -183,3 +184,12 @@ def parse_duration(text: str) -> float | None:
         return None
     n = float(m.group(1))
     return n / 1000.0 if m.group(2) == "ms" else n
+
+
+def sdp_type(body: str | None) -> str | None:
+    """``application/sdp`` for a body that is an SDP (the type an app may leave out), else None."""
+    return "application/sdp" if body and body.lstrip().startswith("v=0") else None
+
+
+STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+"""The status line of an app's response: group 1 the status code, group 2 the reason phrase."""

@@ -13,15 +13,12 @@ from typing import Protocol
 
 from drachtio_srf.sip import SipMessage
 
-from . import sip_build
+from . import sip_build, sip_checks
 from .sip_transaction import TERMINATED, ClientTransaction, ServerTransaction, encode
 from .sip_transport import Source, Target, Transports
 from .timers import Timer, TimerWheel
 
 logger = logging.getLogger(__name__)
-
-# Headers a request may carry once only; a repeat is a 400, as sofia-sip's parser decides.
-_SINGLE_VALUED = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
 
 __all__ = ["ClientTransaction", "ServerTransaction", "SipStack", "Source", "StackHandler", "Target"]
 
@@ -190,7 +187,9 @@ class SipStack:
         except Exception as e:  # noqa: BLE001 - SipParseError, or any parser failure: never stop a transport
             logger.warning("malformed SIP message from %s/%s:%d: %s", source.transport, source.address,
                            source.port, e)
-            reply = sip_build.salvage_400(data, str(e))
+            # as sofia-sip's reason phrase: the header that failed, when it is Content-Length
+            reason = "Bad Content-Length Header" if "Content-Length" in str(e) else "Bad Request"
+            reply = sip_build.salvage_400(data, str(e), reason)
             if reply is not None:
                 self._transports.reply(reply, source)
             return
@@ -206,17 +205,16 @@ class SipStack:
             logger.exception("error handling SIP message from %s/%s:%d", source.transport,
                              source.address, source.port)
 
-    def _reject(self, msg: SipMessage, source: Source, why: str) -> None:
+    def _reject(self, msg: SipMessage, source: Source, problem: sip_checks.Problem) -> None:
+        """Answer a request that failed the checks 400, with what of it can be echoed (not an ACK)."""
         logger.warning("bad %s request from %s/%s:%d: %s", msg.method, source.transport,
-                       source.address, source.port, why)
+                       source.address, source.port, problem.why)
         if msg.method == "ACK":
             return
         try:
-            if not msg.get_all("via") or not msg.get("from") or not msg.get("to") \
-                    or not msg.call_id or not msg.get("cseq"):
-                return
-            text = sip_build.response_to(msg, 400, None,
-                                         extra=[("Warning", '399 - "{}"'.format(why.replace('"', "'")[:200]))])
+            text = sip_build.error_response(
+                msg, 400, problem.phrase, omit=problem.omit,
+                extra=[("Warning", '399 - "{}"'.format(problem.why.replace('"', "'")[:200]))])
         except _PARSE_ERRORS:
             return
         self._transports.reply(text.encode("utf-8", "surrogateescape"), source)
@@ -224,41 +222,47 @@ class SipStack:
     def _on_request(self, msg: SipMessage, source: Source, data: bytes) -> None:
         method = msg.method
         assert method is not None
+        if not sip_checks.method_ok(method):
+            # sofia-sip cannot read this request line: nothing to answer, dropped
+            logger.warning("request of method %r from %s/%s:%d dropped", method[:50], source.transport,
+                           source.address, source.port)
+            return
         try:
             top = msg.get_parsed_header("via")[0]
-            cseq = msg.cseq
-            call_id = msg.call_id
-            if cseq is None:
-                raise LookupError("no CSeq")
-            seq = cseq.seq
-            if not call_id:
-                raise LookupError("no Call-ID")
-            if not msg.get("from") or not msg.get("to"):
-                raise LookupError("no From/To")
-            for single in _SINGLE_VALUED:
-                if len(msg.get_all(single)) > 1:     # sofia-sip: a repeated single-valued header
-                    raise ValueError(f"{single} appears more than once")
-            if cseq.method != method:
-                raise ValueError(f"CSeq method {cseq.method} does not match {method}")
-            if getattr(msg, "version", "2.0") != "2.0" and method != "ACK":
-                # as sofia-sip's nta: a request of another SIP version gets 505
-                logger.warning("SIP/%s request from %s:%d: 505", msg.version, source.address, source.port)
-                text = sip_build.response_to(msg, 505, None)
-                self._transports.reply(text.encode("utf-8", "surrogateescape"), source)
-                return
-            if source.transport == "udp":
-                cl = msg.get("content-length")
-                if cl is not None:
-                    end = data.find(b"\r\n\r\n")
-                    have = 0 if end < 0 else len(data) - end - 4
-                    if int(cl) > have:
-                        raise ValueError(f"Content-Length {cl} but {have} body bytes")
-            via_host = top.host
-            via_port = top.port
-            branch = top.params.get("branch") or ""
+            refusal = sip_checks.via_problem(top, source.transport)
         except _PARSE_ERRORS as e:
-            self._reject(msg, source, str(e) or type(e).__name__)
+            refusal = f"bad Via: {e}"
+        if refusal is not None:
+            # as sofia-sip: without a usable Via there is nowhere to answer: dropped
+            logger.warning("%s request from %s/%s:%d dropped: %s", method, source.transport,
+                           source.address, source.port, refusal)
             return
+        via_host = top.host
+        via_port = top.port
+        try:
+            sip_build.stamp_top_via(msg, via_host, source.address, source.port)
+        except _PARSE_ERRORS as e:
+            logger.warning("%s request from %s:%d dropped: cannot update Via: %s", method,
+                           source.address, source.port, e)
+            return
+        try:
+            problem = sip_checks.request_problem(msg, data, source.transport)
+        except _PARSE_ERRORS as e:
+            problem = sip_checks.Problem("Bad Request", str(e) or type(e).__name__)
+        if problem is not None:
+            self._reject(msg, source, problem)
+            return
+        if getattr(msg, "version", "2.0") != "2.0" and method != "ACK":
+            # as sofia-sip's nta: a request of another SIP version gets 505
+            logger.warning("SIP/%s request from %s:%d: 505", msg.version, source.address, source.port)
+            text = sip_build.response_to(msg, 505, None)
+            self._transports.reply(text.encode("utf-8", "surrogateescape"), source)
+            return
+        cseq = msg.cseq
+        call_id = msg.call_id
+        assert cseq is not None and call_id
+        seq = cseq.seq
+        branch = top.params.get("branch") or ""
 
         sent_by = (via_host.lower() if via_host else via_host, via_port)
         match_method = "INVITE" if method == "ACK" else method
@@ -266,12 +270,6 @@ class SipStack:
             key: tuple = (branch, sent_by, match_method)
         else:  # RFC 2543 peer: match on dialog and sequence identifiers instead
             key = (call_id, seq, msg.from_tag, sent_by, match_method)
-
-        try:
-            sip_build.stamp_top_via(msg, via_host, source.address, source.port)
-        except _PARSE_ERRORS as e:
-            self._reject(msg, source, f"cannot update Via: {e}")
-            return
 
         if method == "ACK":
             self._on_ack(msg, source, key, call_id, seq)
