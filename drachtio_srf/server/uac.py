@@ -191,10 +191,22 @@ class UacMixin(CoreParts):
         if method == "ACK":
             self._app_ack(conn, frame, dlg, app, body, ctype, target)
             return
+        if method == "PRACK" and not self._invite_in_progress(dlg):
+            # as drachtio-server: a PRACK only acknowledges a reliable provisional response to an
+            # INVITE of ours still in progress on this dialog
+            conn.reply(frame.msg_id, "NOK", ["Server error: unable to find IIP when sending PRACK"])
+            return
         cseq = dlg.next_cseq()
         msg = self._build_in_dialog(dlg, method, cseq, app, body, ctype)
         out = Outgoing(wire.new_id(), conn, method, msg, target, dialog=dlg, dialog_id=dlg.id, cseq=cseq)
         self._send_outgoing(conn, frame, out)
+
+    def _invite_in_progress(self, dlg: Dialog) -> bool:
+        """Whether an INVITE the app sent (the initial one or a re-INVITE) on ``dlg`` has no
+        final response yet."""
+        return any(out.method == "INVITE" and not out.final
+                   and (out.dialog is dlg or out.dialog_id == dlg.id)
+                   for out in self.outgoing.values())
 
     def _app_ack(self, conn: ControlConnection, frame: wire.Frame, dlg: Dialog, app: AppHeaders,
                  body: str, ctype: str | None, target: Any) -> None:

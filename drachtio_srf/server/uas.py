@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 _CSEQ_UPDATE = re.compile(r"^\s*\d+\s*UPDATE\b", re.IGNORECASE)
 #: headers of an app's response the server sets itself (the rest are copied)
 _RESPONSE_SKIPPED = DISCARDED | {"from", "to", "call-id", "cseq", "contact", "content-type"}
+#: the largest first RSeq: leaves room to count up without passing 2**31 - 1 (RFC 3262 7.1)
+_FIRST_RSEQ_MAX = 2**31 - 1 - 2**16
 
 
 class UasMixin(CoreParts):
@@ -150,7 +152,9 @@ class UasMixin(CoreParts):
                 200 <= status < 300 or reliable or inc.dialog is not None):
             hdrs.append(("Contact", self.our_contact(inc.source.transport)))
         if reliable:
-            inc.rseq += 1
+            # the first RSeq of a transaction is random, as RFC 3262 (7.1) recommends and
+            # drachtio-server (sofia-sip) does; each later one adds 1
+            inc.rseq = inc.rseq + 1 if inc.rseq else random.randint(1, _FIRST_RSEQ_MAX)
             hdrs.append(("RSeq", str(inc.rseq)))
         ctype = app.first("content-type") or sdp_type(body)
         if ctype:

@@ -22,7 +22,7 @@ def test_reliable_183_relayed_and_pracked_on_both_legs(srf, server, far_end, sty
     a = far_end("b2b-prack-a.xml", server.sip_port)   # checks the relayed 183 is reliable
 
     early = get(provisional, "cb_provisional with B's 183")
-    assert early.status == 183 and early.get("RSeq") == "1" and "100rel" in early.get("Require")
+    assert early.status == 183 and 1 <= int(early.get("RSeq")) < 2**31 and "100rel" in early.get("Require")
     assert "s=callee-early" in early.body
     result = get(results, "the bridged call")
     assert not isinstance(result, BaseException), f"create_b2bua failed: {result!r}"
