@@ -53,7 +53,7 @@ class Response(MessageView, Emitter):
     _send_disabled = False   # unsolicited BYE from the server: nothing to answer
 
     def __init__(self, agent: Agent | None = None, conn: ServerConn | None = None, msg: Any = None) -> None:
-        super().__init__()
+        # (no super().__init__(): MessageView and Emitter keep their state in class defaults)
         self._msg = msg
         self.agent = agent
         """The server connection's agent the response goes through, or None."""
