@@ -218,7 +218,7 @@ class Router(Channel):
             logger.debug("response for unknown transaction %s dropped", meta.txn_id)
             return
         res = Response(self, sc, msg)  # type: ignore[arg-type]  # self is the whole Agent
-        res.meta = meta
+        res._apply_meta(meta)   # (what setting res.meta does)
         res.req = req
         status = msg.status or 0
         ack: Callable[..., Any] = _noop
