@@ -60,7 +60,9 @@ class Response(MessageView, Emitter):
         self._conn = conn
         self.srf: Any = agent.srf if agent is not None else None
         """The :class:`Srf` application, or None without an agent."""
-        self._status: int | None = getattr(msg, "status", None)
+        # (not getattr(msg, "status", None): with msg None, the usual case, that raises and
+        # catches an AttributeError inside)
+        self._status: int | None = getattr(msg, "status", None) if msg is not None else None
 
     @property
     def msg(self) -> Any:
@@ -90,6 +92,8 @@ class Response(MessageView, Emitter):
     def _retain(self) -> None:
         """This response is kept for long (a dialog's): drop what its message can rebuild."""
         m = self._msg
+        if m is None:
+            return          # (never built: nothing to drop)
         shrink = getattr(m, "_shrink", None)
         if shrink is not None:
             shrink()
