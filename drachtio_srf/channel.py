@@ -179,8 +179,10 @@ class Channel:
         from .transport import Connection
         holder: dict[str, ServerConn] = {}
 
+        handle_frame = self._on_frame
+
         def on_frame(conn: Connection, payload: str) -> None:
-            self._on_frame(holder["sc"], payload)
+            handle_frame(sc, payload)     # (sc is set below, before the reader starts)
 
         def on_close(conn: Connection, err: BaseException | None) -> None:
             sc = holder.get("sc")

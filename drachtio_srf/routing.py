@@ -160,7 +160,7 @@ class Router(Channel):
                 logger.debug("CANCEL for unknown call-id %s dropped", call_id)
             return
         req, res = self._make_incoming(sc, msg, meta)
-        key = self._request_key(req)
+        key = dialog_key(meta.dialog_id) if meta.dialog_id else ("call", call_id or meta.txn_id)
         if method == "INVITE":
             with sc.lock:
                 sc.invites[call_id] = req
