@@ -80,6 +80,7 @@ _UNCLAIMED_WINDOW = 0.3    # rule 5: wait for a consumer when nobody was waiting
 # emitter).
 _LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
 
+
 class _TaskLocal(threading.local):
     """Per-thread state of the hold; class defaults, so reading it needs no ``getattr``."""
 
