@@ -27,12 +27,12 @@ from .agent import dialog_key
 from .errors import DrachtioError, SipError
 from .models import B2BUAResult
 from .names import uac_args
+from .request import Request
+from .response import Response
 from .usercode import call, describe
 
 if TYPE_CHECKING:
     from .dialog import Dialog
-    from .request import Request
-    from .response import Response
     from .srf import Srf
 
 logger = logging.getLogger(__name__)
@@ -432,8 +432,6 @@ class _B2BUA:
 def check_legs(form: str, req: Any, res: Any) -> None:
     """TypeError naming the expected form unless ``req``/``res`` are the incoming Request and
     its Response (a common slip is the URI first, as in an old README of the original)."""
-    from .request import Request
-    from .response import Response
     if not isinstance(req, Request):
         hint = " (the URI comes after req and res)" if isinstance(req, str) else ""
         raise TypeError(f"{form}: req must be the incoming Request, got {type(req).__name__} {req!r:.60}{hint}")

@@ -33,6 +33,7 @@ __all__ = ["COMMAND_TIMEOUT", "Channel", "ServerConn"]
 COMMAND_TIMEOUT = 60.0     # longest wait for the server's reply to one command
 """Longest wait, in seconds, for the server's reply to one command."""
 _monotonic = time.monotonic
+_NO_KWARGS: dict[str, Any] = {}     # (never changed: tasks are called with no keywords)
 
 
 class _Pending:
@@ -139,11 +140,15 @@ class Channel:
 
     def submit(self, key: Hashable | None, fn: Callable[..., Any], *args: Any) -> None:
         """Run user code on the dispatcher (serial on key)."""
-        self.dispatcher.submit(key, run_task, fn, *args)
+        d = self.dispatcher
+        if not d._submit(key, run_task, (fn, *args), _NO_KWARGS):    # (Dispatcher.submit, inlined)
+            d.submit(key, run_task, fn, *args)     # closed: it logs the drop
 
     def emit_on(self, key: Hashable | None, emitter: Any, event: str, *args: Any) -> None:
         """Emit an event on the dispatcher (serial on key)."""
-        self.dispatcher.submit(key, run_task, emitter.emit, event, *args)
+        d = self.dispatcher
+        if not d._submit(key, run_task, (emitter.emit, event, *args), _NO_KWARGS):
+            d.submit(key, run_task, emitter.emit, event, *args)
 
     def outcome(self, callback: Callable[..., Any] | None) -> Outcome:
         """Make an :class:`Outcome` reporting to ``callback``, or to a Future when it is None."""
@@ -174,8 +179,10 @@ class Channel:
         from .transport import Connection
         holder: dict[str, ServerConn] = {}
 
+        handle_frame = self._on_frame
+
         def on_frame(conn: Connection, payload: str) -> None:
-            self._on_frame(holder["sc"], payload)
+            handle_frame(sc, payload)     # (sc is set below, before the reader starts)
 
         def on_close(conn: Connection, err: BaseException | None) -> None:
             sc = holder.get("sc")

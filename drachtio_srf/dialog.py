@@ -171,7 +171,8 @@ class Dialog(Emitter):
             self.local = SipEndpointInfo._lazy(functools.partial(_contact_uri, contact),
                                                local_sdp, contact)
             """Our end of the dialog: Contact URI, current local SDP and Contact header."""
-            self.remote = SipEndpointInfo(uri=_first_contact_uri(self.req.msg), sdp=self.req.body or None)
+            self.remote = SipEndpointInfo._lazy(functools.partial(_first_contact_uri, self.req.msg),
+                                                self.req.body or None)
             """The far end of the dialog: its Contact URI and its current SDP."""
         else:
             # local.uri is our own Contact URI (drachtio-srf reports the remote request-URI: #175)
@@ -630,12 +631,13 @@ class Dialog(Emitter):
             logger.warning("dialog %s: %s not allowed inside a dialog", self.id, method)
             res.send(501)
 
-    def _take_ack(self, req: Request) -> bool:
+    def _take_ack(self, req: Request | None) -> bool:
         """The ACK branch of :meth:`handle` when it runs no user code (nobody listens for
-        ``ack``, no requests being queued): done on the caller's thread.  False: not taken."""
+        ``ack``, no requests being queued): done on the caller's thread.  False: not taken.
+        ``req`` None: an ACK without a body, taken unparsed."""
         if self._queue_requests or self._events.get("ack"):
             return False
-        if req.body and not self.remote.sdp:
+        if req is not None and req.body and not self.remote.sdp:
             self.remote.sdp = req.body        # late offer answered in the ACK (drachtio-srf #241)
         return True
 

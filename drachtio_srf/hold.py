@@ -81,13 +81,22 @@ _UNCLAIMED_WINDOW = 0.3    # rule 5: wait for a consumer when nobody was waiting
 # emitter).
 _LIBRARY_DIRS = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
 
-_local = threading.local()
+
+class _TaskLocal(threading.local):
+    """Per-thread state of the hold; class defaults, so reading it needs no ``getattr``."""
+
+    in_task = False                     # a dispatched task (run_task) is running on this thread
+    held: list[_Hold] | None = None     # holds this thread's consumer took
+    watch: Any = None                   # the consumer frame being watched
+
+
+_local = _TaskLocal()
 _claim_lock = threading.Lock()     # Outcome: first succeed/fail wins (short sections)
 _monotonic = time.monotonic
 
 
 def _held() -> list[_Hold]:
-    held = getattr(_local, "held", None)
+    held = _local.held
     if held is None:
         held = _local.held = []
     return held
@@ -95,12 +104,12 @@ def _held() -> list[_Hold]:
 
 def _release_held() -> None:
     """This thread is about to block in the library (or its task ended): release its holds."""
-    held = getattr(_local, "held", None)
+    held = _local.held
     if held:
         for hold in held:
             hold.release()
         held.clear()
-    if getattr(_local, "watch", None) is not None:
+    if _local.watch is not None:
         _unwatch()
 
 
@@ -140,7 +149,7 @@ def _watch_event(frame: Any, event: str, _arg: Any) -> None:
         if _is_library(frame.f_code):
             return                  # the library's own work (locks, dict methods, ...)
     elif event == "return":
-        if frame is not getattr(_local, "watch", None):
+        if frame is not _local.watch:
             return
     else:
         return                      # Python calls are followed; c_return / c_exception
@@ -170,14 +179,15 @@ def _unwatch() -> None:
 
 def run_task(fn: Callable[..., Any], *args: Any) -> None:
     """Run user code as one dispatched task; when it returns, release the holds it took."""
-    outer = getattr(_local, "in_task", False)
-    _local.in_task = True
+    local = _local
+    outer = local.in_task
+    local.in_task = True
     try:
         fn(*args)
     except Exception:
         logger.exception("user code %r raised", fn)
     finally:
-        _local.in_task = outer
+        local.in_task = outer
         if not outer:
             _release_held()
 
@@ -203,7 +213,7 @@ class _Hold:
 
     def taken(self) -> None:
         """Called on the consumer's thread right after ``result()`` returned the value."""
-        self.in_task = bool(getattr(_local, "in_task", False))
+        self.in_task = _local.in_task
         now = self.retrieved_at = _monotonic()
         held = _held()
         if len(held) >= 8:      # a consumer that never waits again: drop the spent ones

@@ -242,7 +242,7 @@ class Sender(Router):
                 if out is not None:
                     out.fail(exc)
                 return
-            res.meta = meta
+            res._apply_meta(meta)   # (what setting res.meta does)
             if fn_ack is not None and (status == 200 or sent.has("RSeq")) and meta.dialog_id:  # type: ignore[union-attr]
                 with sc.lock:
                     sc.ack_waiters[meta.dialog_id] = fn_ack

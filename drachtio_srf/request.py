@@ -55,7 +55,7 @@ class Request(MessageView, Emitter):
 
     def __init__(self, msg: Any = None, meta: Any = None, *, agent: Agent | None = None,
                  conn: ServerConn | None = None) -> None:
-        super().__init__()
+        # (no super().__init__(): MessageView and Emitter keep their state in class defaults)
         self.msg = msg if msg is not None else SipMessage()
         """The SipMessage of this request."""
         self.agent = agent
@@ -64,8 +64,7 @@ class Request(MessageView, Emitter):
         self.srf: Any = agent.srf if agent is not None else None
         """The :class:`Srf` application, or None without an agent."""
         if meta is not None:
-            self.meta = meta
-            """Set from the server meta when given (see :attr:`MessageView.meta`)."""
+            self._apply_meta(meta)      # (what setting ``meta`` does)
 
     # the hook lists are made on first use: most requests never get a hook
     _hook_list: list[Callable[..., None]] | None = None

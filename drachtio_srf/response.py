@@ -53,14 +53,16 @@ class Response(MessageView, Emitter):
     _send_disabled = False   # unsolicited BYE from the server: nothing to answer
 
     def __init__(self, agent: Agent | None = None, conn: ServerConn | None = None, msg: Any = None) -> None:
-        super().__init__()
+        # (no super().__init__(): MessageView and Emitter keep their state in class defaults)
         self._msg = msg
         self.agent = agent
         """The server connection's agent the response goes through, or None."""
         self._conn = conn
         self.srf: Any = agent.srf if agent is not None else None
         """The :class:`Srf` application, or None without an agent."""
-        self._status: int | None = getattr(msg, "status", None)
+        # (not getattr(msg, "status", None): with msg None, the usual case, that raises and
+        # catches an AttributeError inside)
+        self._status: int | None = getattr(msg, "status", None) if msg is not None else None
 
     @property
     def msg(self) -> Any:
@@ -90,6 +92,8 @@ class Response(MessageView, Emitter):
     def _retain(self) -> None:
         """This response is kept for long (a dialog's): drop what its message can rebuild."""
         m = self._msg
+        if m is None:
+            return          # (never built: nothing to drop)
         shrink = getattr(m, "_shrink", None)
         if shrink is not None:
             shrink()

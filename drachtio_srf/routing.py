@@ -15,7 +15,8 @@ dialogId; the pending incoming INVITEs (for CANCEL and UPDATE) and the ACK/PRACK
 the :class:`~drachtio_srf.channel.ServerConn`.  All of it runs on the reader thread and is
 library code only.  One exception, for the common call: an in-dialog ACK that would run no user
 code (its dialog's key is idle and nobody listens for ``ack``) is handled on the reader without a
-task (:meth:`Router._ack_without_task`); when the key is busy it queues as usual.
+task (:meth:`Router._ack_without_task`), and without even being parsed when it has no body and
+no ``fn_ack`` waits for it (:meth:`Router._ack_unread`); when the key is busy it queues as usual.
 
 What happens next is passed down by the layers above as callables, never imported:
 ``on_request(req, res)`` (the Srf's middleware and verb handlers), ``find_dialog(dialog_id)``
@@ -103,8 +104,13 @@ class Router(Channel):
         self.emit_on(("cdr",), self.srf, kind, *args)    # one key: records reach listeners in order
 
     def _on_sip(self, sc: ServerConn, f: wire.Frame) -> None:
-        if len(f.fields) < 10:
-            logger.debug("ignoring sip frame with %d fields", len(f.fields))
+        fields = f.fields
+        if len(fields) < 10:
+            logger.debug("ignoring sip frame with %d fields", len(fields))
+            return
+        sip = f.sip
+        if (sip is not None and sip.startswith("ACK ") and fields[9] and fields[2] == "network"
+                and sip.find("\r\n\r\n") == len(sip) - 4 and self._ack_unread(sc, fields[9])):
             return
         try:
             meta = wire.SipMeta.from_sip_frame(f)
@@ -154,7 +160,7 @@ class Router(Channel):
                 logger.debug("CANCEL for unknown call-id %s dropped", call_id)
             return
         req, res = self._make_incoming(sc, msg, meta)
-        key = self._request_key(req)
+        key = dialog_key(meta.dialog_id) if meta.dialog_id else ("call", call_id or meta.txn_id)
         if method == "INVITE":
             with sc.lock:
                 sc.invites[call_id] = req
@@ -183,6 +189,16 @@ class Router(Channel):
                 return
         self.submit(key, self.on_request, req, res)
 
+    def _ack_unread(self, sc: ServerConn, dialog_id: str) -> bool:
+        """An in-dialog ACK without a body that nothing will read: no ``fn_ack`` waits for it,
+        its dialog's key is idle (see :meth:`_ack_without_task`) and the dialog has no ``ack``
+        listener.  Then it is done here, before any parsing: no SipMessage, Request or
+        Response is made for it (one ACK per call).  False means: handle it as usual."""
+        if dialog_id in sc.ack_waiters or not self.dispatcher.idle(dialog_key(dialog_id)):
+            return False
+        dialog = self.find_dialog(dialog_id)
+        return dialog is not None and dialog._take_ack(None)
+
     def _ack_without_task(self, req: Request, key: Hashable) -> bool:
         """Handle an in-dialog ACK here on the reader when that runs no user code: the dialog's
         key has nothing queued or running (so nothing that could still attach an ``ack``
@@ -202,7 +218,7 @@ class Router(Channel):
             logger.debug("response for unknown transaction %s dropped", meta.txn_id)
             return
         res = Response(self, sc, msg)  # type: ignore[arg-type]  # self is the whole Agent
-        res.meta = meta
+        res._apply_meta(meta)   # (what setting res.meta does)
         res.req = req
         status = msg.status or 0
         ack: Callable[..., Any] = _noop

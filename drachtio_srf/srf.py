@@ -761,7 +761,7 @@ class Srf(Emitter):
                 out.succeed(dialog, key=dialog_key(dialog.id), gate=True)
 
             try:
-                res.send(200 if req.method == "INVITE" else 202, {"headers": hdrs, "body": sdp},
+                res.send(200 if req.method == "INVITE" else 202, headers=hdrs, body=sdp,
                          _on_echo=on_echo)
             except Exception as exc:  # noqa: BLE001
                 out.fail(exc)

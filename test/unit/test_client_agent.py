@@ -535,3 +535,34 @@ def test_srf_request_callback_attaching_its_listener_late_still_gets_the_respons
     server.sip_frame("SIP/2.0 404")
     attach.set()
     assert got.get(timeout=WAIT) == 200
+
+
+def test_acks_reach_the_dialog_whether_or_not_anyone_listens(srf, server):
+    """The common ACK (no body, nobody listening) is done without a task or a parse; an ``ack``
+    listener attached later still gets the next ACK, and a late SDP answer in an ACK body is
+    still taken as the far end's SDP."""
+    dialogs = queue.Queue()
+    srf.invite(lambda req, res: srf.create_uas(req, res, {"localSdp": SDP_B},
+                                               lambda err, d: dialogs.put(d)))
+    connect(srf, server)
+    server.deliver(invite(), txn_id="t1")
+    answer_uas(server)
+    dialog = dialogs.get(timeout=WAIT)
+    server.deliver(invite(method="ACK", to_tag="srvtag", body=""), txn_id="t1", dialog_id=DLG)
+    acks = queue.Queue()
+    dialog.on("ack", lambda req: acks.put((req.method, req.get("CSeq"), req.body)))
+    server.deliver(invite(method="ACK", to_tag="srvtag", body=""), txn_id="t1", dialog_id=DLG)
+    assert acks.get(timeout=WAIT) == ("ACK", "1 ACK", "")
+
+    # late offer: the INVITE had no SDP, the ACK carries the answer
+    server.deliver(invite(call_id="call-2", body=""), txn_id="t2")
+    answer_uas(server, dialog_id="call-2;from-tag=farTag")
+    late = dialogs.get(timeout=WAIT)
+    assert late.remote.sdp is None
+    ended = queue.Queue()
+    late.on("destroy", lambda *_: ended.put(late.remote.sdp))
+    server.deliver(invite(call_id="call-2", method="ACK", to_tag="srvtag"), txn_id="t2",
+                   dialog_id="call-2;from-tag=farTag")
+    server.deliver(invite(call_id="call-2", method="BYE", to_tag="srvtag", cseq=2, body=""),
+                   txn_id="t3", dialog_id="call-2;from-tag=farTag")
+    assert ended.get(timeout=WAIT) == SDP_A
