@@ -52,6 +52,7 @@ class Request(MessageView, Emitter):
     # itself (on the reader thread) when responses arrive or the connection is lost.
     _key: Any = None
     _auth_state: Any = None     # uac_auth.AuthState of a request sent with credentials
+    _retry_of: Request | None = None    # the request this one re-sent with credentials
 
     def __init__(self, msg: Any = None, meta: Any = None, *, agent: Agent | None = None,
                  conn: ServerConn | None = None) -> None:

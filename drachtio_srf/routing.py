@@ -57,6 +57,15 @@ def _noop(*_args: Any, **_kwargs: Any) -> None:
     return None
 
 
+def _retry_chain(req: Request) -> list[Request]:
+    """``req`` and the requests it re-sends with credentials (``_retry_of``), the first first."""
+    chain = [req]
+    while (earlier := chain[-1]._retry_of) is not None:
+        chain.append(earlier)
+    chain.reverse()
+    return chain
+
+
 def _unhandled(req: Request, _res: Response) -> None:
     logger.warning("no request handler: %s %s dropped", req.method, req.uri)
 
@@ -185,6 +194,11 @@ class Router(Channel):
                     res.send(500, {"headers": {"Retry-After": "5"}})
                 return
             if pending_uac is not None:
+                if pending_uac._retry_of is not None:
+                    # re-sent with credentials: whichever request the app (or create_uac)
+                    # listens on, the newest first
+                    pending_uac = next((r for r in reversed(_retry_chain(pending_uac))
+                                        if r.listeners("update")), pending_uac)
                 self.emit_on(pending_uac._key, pending_uac, "update", req, res)
                 return
         self.submit(key, self.on_request, req, res)
@@ -237,5 +251,12 @@ class Router(Channel):
             self._safe(hook, res, ack, None)
         # a busy key may still run the code that attaches a listener (the send's callback, or a
         # Future's consumer under its rule-5 hold): queue the event behind it
-        if req.listeners("response") or not self.dispatcher.idle(req._key):
-            self.emit_on(req._key, req, "response", res, ack)
+        if req._retry_of is None:
+            if req.listeners("response") or not self.dispatcher.idle(req._key):
+                self.emit_on(req._key, req, "response", res, ack)
+            return
+        # an authenticated retry: the requests it re-sent hear its responses first (drachtio-srf
+        # moves their listeners over), checked when the event runs, so late listeners count too
+        for sent in _retry_chain(req):
+            if sent.listeners("response") or not self.dispatcher.idle(sent._key):
+                self.emit_on(sent._key, sent, "response", res, ack)

@@ -4,10 +4,13 @@ The agent calls :func:`on_challenge` on its reader thread for a 401/407 to such 
 If the challenge can be answered, this module gets the credentials (a dict, or the app's
 function, run on the dispatcher), sends a NEW request (same Call-ID and From tag, CSeq + 1,
 ``Authorization`` / ``Proxy-Authorization``; pinned to the challenger when the next hop was a
-host name) and re-points the app's Request object at the new transaction: same object, new
-message and txnId, so its listeners, ``req.cancel()`` and the library's own hooks carry over.
-The Request then emits ``authenticate(req)``.  A CANCEL the app sends while the retry is being
-prepared is held and sent for the new transaction (API-DETAILS B5).
+host name) as a new Request, which the challenged one emits as ``authenticate(new_req)``, as
+drachtio-srf does.  The challenged Request keeps the message it was sent with; only its txnId
+follows the retry, so ``req.cancel()`` on it cancels the new transaction.  The library's own
+response hooks move to the new Request, and the agent delivers each response to the
+``response`` listeners of the new Request and of every request it re-sends (``_retry_of``).  A
+CANCEL the app sends while the retry is being prepared is held and sent for the new transaction
+(API-DETAILS B5).
 
 Each (header, realm) challenge is answered once; a second challenge for the same realm is
 passed to the app as the final response (e.g. create_uac fails with SipError(401/407)), unless
@@ -303,17 +306,23 @@ def _send_retry(agent: Agent, sc: ServerConn, req: Request, res: Response, state
             give_up(err or RuntimeError("authenticated retry not sent"))
             return
         old_txn = req.stack_txn_id
+        new_txn = new_req.stack_txn_id
+        # send_request registered new_req for its responses; the library's hooks move over to
+        # it, and its events stay on the original's dispatch key (in order with the app's code)
+        new_req._key = req._key
+        new_req._retry_of = req
         with sc.lock:
             if sc.sent.get(old_txn or "") is req:
                 del sc.sent[old_txn or ""]
-            sc.sent[new_req.stack_txn_id or ""] = req
-        req.msg = new_req.msg
-        for attr in ("source_address", "source_port", "protocol", "stack_time", "stack_txn_id"):
-            setattr(req, attr, getattr(new_req, attr))
-        if new_req.stack_dialog_id:
-            req.stack_dialog_id = new_req.stack_dialog_id
-        logger.debug("%s re-sent with credentials: txn %s replaces %s", method, req.stack_txn_id, old_txn)
-        agent.emit_on(req._key, req, "authenticate", req)
+            new_req._hook_list, req._hook_list = req._hook_list, None
+        # the requests re-sent so far keep their own messages; only their txnId follows the
+        # retry, so req.cancel() on any of them cancels the transaction now under way
+        earlier: Request | None = req
+        while earlier is not None:
+            earlier.stack_txn_id = new_txn
+            earlier = earlier._retry_of
+        logger.debug("%s re-sent with credentials: txn %s replaces %s", method, new_txn, old_txn)
+        agent.emit_on(req._key, req, "authenticate", new_req)
         _release_cancels(state)
 
     agent.send_request(method=method, uri=state.uri, headers=headers, body=state.body,

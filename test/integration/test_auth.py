@@ -45,7 +45,8 @@ def test_401_answered_with_credentials_and_call_completes(srf, far_end, style, c
     err, req, first_cseq, call_id = get(sent, "cb_request")
     assert err is None
     new_req = get(authenticated, "the authenticate event")
-    assert new_req.call_id == call_id
+    assert new_req is not req and new_req.call_id == call_id
+    assert req.get("CSeq") == first_cseq, "the request the app holds keeps its own message"
     assert int(new_req.get("CSeq").split()[0]) == int(first_cseq.split()[0]) + 1
     assert new_req.get("Authorization").startswith("Digest ")
     assert new_req.get_parsed_header("From").params["tag"] == req.msg.from_tag

@@ -58,12 +58,47 @@ def test_retry_reuses_call_id_and_from_tag_bumps_cseq_and_pins_host_name_next_ho
     assert auth.uri == "sip:far@example.com;transport=tcp"
     assert msg.body == SDP_A
     server.echo_request(retry, txn_id="u2")
-    assert authenticated.get(timeout=WAIT) is req
-    assert req.stack_txn_id == "u2" and req.get("CSeq") == "2 INVITE"
+    new_req = authenticated.get(timeout=WAIT)
+    assert new_req is not req and new_req.get("CSeq") == "2 INVITE"
     server.deliver(response(200, "OK", body=SDP_B), txn_id="u2", dialog_id=UDLG)
     dialog = fut.result(WAIT)
     assert dialog.id == UDLG and dialog.req is req
     assert server.sip_frame("ACK ").field(3) == UDLG
+
+
+def test_authenticate_gives_a_new_request_and_the_original_keeps_its_message(srf, server):
+    """As in drachtio-srf: the retry is a distinct Request; the one the app holds is unchanged
+    but for its txnId (so cancel() reaches the retry)."""
+    _fut, _f, req = start_uac(srf, server, auth={"username": "u", "password": "p"})
+    authenticated: queue.Queue = queue.Queue()
+    req.on("authenticate", authenticated.put)
+    server.deliver(response(401, "Unauthorized", extra=CHALLENGE), txn_id="u1")
+    server.echo_request(server.sip_frame("INVITE "), txn_id="u2")
+    new_req = authenticated.get(timeout=WAIT)
+    assert new_req is not req
+    assert new_req.get("CSeq") == "2 INVITE" and new_req.get("Authorization").startswith("Digest ")
+    assert new_req.stack_txn_id == "u2" and new_req.call_id == req.call_id
+    assert new_req.msg.from_tag == req.msg.from_tag
+    assert req.get("CSeq") == "1 INVITE" and not req.has("Authorization")
+    assert req.stack_txn_id == "u2"
+
+
+def test_responses_to_the_retry_reach_listeners_on_both_requests(srf, server):
+    """Listeners on the original hear the retry's responses (res.req is the new Request), and
+    so do listeners the app adds to the new Request in its authenticate handler."""
+    heard: queue.Queue = queue.Queue()
+    fut = srf.request("sip:far@10.0.0.2", {"method": "OPTIONS", "auth": {"username": "u", "password": "p"}})
+    server.echo_request(server.sip_frame("OPTIONS "), txn_id="o1")
+    req = fut.result(WAIT)
+    req.on("response", lambda res: heard.put(("original", res.status, res.req.get("CSeq"), res.req is req)))
+    req.on("authenticate", lambda new_req: new_req.on(
+        "response", lambda res: heard.put(("new", res.status, res.req is new_req))))
+    server.deliver(response(401, "Unauthorized", method="OPTIONS", extra=CHALLENGE), txn_id="o1")
+    server.echo_request(server.sip_frame("OPTIONS "), txn_id="o2")
+    server.deliver(response(200, "OK", method="OPTIONS"), txn_id="o2")
+    # (the 401 the library answered reaches neither)
+    assert heard.get(timeout=WAIT) == ("original", 200, "2 OPTIONS", False)
+    assert heard.get(timeout=WAIT) == ("new", 200, True)
 
 
 def test_ip_literal_next_hop_is_not_pinned(srf, server):
@@ -95,6 +130,52 @@ def test_proxy_then_far_end_challenges_accumulate_credentials(srf, server):
     r2 = sip_of(server.sip_frame("INVITE "))
     assert r2.get("CSeq") == "3 INVITE"
     assert r2.has("Proxy-Authorization") and r2.has("Authorization")
+
+
+def test_cancel_on_the_original_after_two_retries_cancels_the_newest(srf, server):
+    """Each challenge's authenticate comes from the request it challenged; req.cancel() on the
+    one the app was given reaches the transaction under way."""
+    fut, _f, req = start_uac(srf, server, auth={"username": "u", "password": "p"})
+    first: queue.Queue = queue.Queue()
+    second: queue.Queue = queue.Queue()
+    req.on("authenticate", lambda r2: (first.put(r2), r2.on("authenticate", second.put)))
+    server.deliver(response(407, "Proxy Authentication Required", extra=PROXY_CHALLENGE), txn_id="u1")
+    server.echo_request(server.sip_frame("INVITE "), txn_id="u2")
+    r2 = first.get(timeout=WAIT)
+    server.deliver(response(401, "Unauthorized", extra=CHALLENGE), txn_id="u2")
+    server.echo_request(server.sip_frame("INVITE "), txn_id="u3")
+    r3 = second.get(timeout=WAIT)
+    assert [r.get("CSeq") for r in (req, r2, r3)] == ["1 INVITE", "2 INVITE", "3 INVITE"]
+    assert first.empty(), "the original emits authenticate for its own challenge only"
+    req.cancel()
+    assert server.sip_frame("CANCEL ").field(2) == "u3"
+    server.deliver(response(487, "Request Terminated"), txn_id="u3")
+    with pytest.raises(SipError) as info:
+        fut.result(WAIT)
+    assert info.value.status == 487
+
+
+def test_prack_after_the_retry_acknowledges_the_retry(srf, server):
+    """RAck names the CSeq of the INVITE the reliable 1xx answered: the retry's."""
+    _fut, _f, _req = start_uac(srf, server, auth={"username": "u", "password": "p"})
+    server.deliver(response(401, "Unauthorized", extra=CHALLENGE), txn_id="u1")
+    server.echo_request(server.sip_frame("INVITE "), txn_id="u2")
+    server.deliver(response(183, "Session Progress", extra="RSeq: 7\r\nRequire: 100rel\r\n"),
+                   txn_id="u2", dialog_id=UDLG)
+    prack = server.sip_frame("PRACK ")
+    assert "RAck: 7 2 INVITE" in prack.sip and prack.field(3) == UDLG
+
+
+def test_update_while_the_retry_is_pending_is_answered_by_create_uac(srf, server):
+    """create_uac's answer to an early UPDATE still applies after the INVITE was re-sent."""
+    _fut, _f, _req = start_uac(srf, server, auth={"username": "u", "password": "p"})
+    server.deliver(response(401, "Unauthorized", extra=CHALLENGE), txn_id="u1")
+    server.echo_request(server.sip_frame("INVITE "), txn_id="u2")
+    # (frames are read in order: the retry is registered before the UPDATE arrives)
+    server.deliver(invite(method="UPDATE", call_id="uac-call-1", from_tag="remTag", to_tag="ourtag",
+                          body=SDP_B), txn_id="up1")
+    answer = server.sip_frame("SIP/2.0 200")
+    assert "CSeq: 1 UPDATE" in answer.sip and answer.sip.endswith(SDP_A)
 
 
 def test_challenge_without_header_is_passed_to_the_app(srf, server):
