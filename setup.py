@@ -24,8 +24,10 @@ COMPILED = [
 ]
 # type-checked with them but left interpreted
 CHECKED_ONLY = "drachtio_srf/sip/attrdict.py"
-# the mypy (which contains mypyc) a build asks for when none is installed
-MYPYC_REQUIREMENT = "mypy>=1.14"  # (group_name)
+# the mypy (which contains mypyc) a build asks for when none is installed, and attrs, whose own
+# type information mypy needs to compile wire.py's attrs classes (a fresh build environment has
+# neither: without attrs the build fails with "Cannot find ... module named 'attrs'")
+MYPYC_REQUIREMENTS = ["mypy>=1.14", "attrs>=22.2"]  # (group_name; attrs' own type information)
 
 
 def _compile_requested() -> bool:
@@ -36,15 +38,16 @@ if not _compile_requested():
     setup()
 else:
     try:
+        import attrs  # noqa: F401  (only needed for type-checking wire.py)
         from mypyc.build import mypycify
     except ImportError:
         # pip's isolated build environment has no mypy yet: setuptools' PEP 517 backend reports
-        # setup_requires as extra build requirements, so pip installs mypy and runs this again
-        setup(setup_requires=[MYPYC_REQUIREMENT])
+        # setup_requires as extra build requirements, so pip installs them and runs this again
+        setup(setup_requires=MYPYC_REQUIREMENTS)
     else:
         # only the listed modules are type-checked for the build: the package's other modules
-        # (imported by drachtio_srf/__init__.py) are not followed, so the build needs none of
-        # the package's run-time dependencies
+        # (imported by drachtio_srf/__init__.py) are not followed, so of the package's run-time
+        # dependencies the build needs only attrs (for wire.py's types)
         # (attrdict.py is type-checked with them, for its types, but not compiled)
         setup(ext_modules=mypycify(["--follow-imports=skip", *COMPILED, CHECKED_ONLY],
                                    only_compile_paths=COMPILED, opt_level="3",
