@@ -14,8 +14,8 @@ from drachtio_srf.server.dialogs import Dialog
 from drachtio_srf.server.inbound import PENDING_REQUEST_TIMEOUT
 from drachtio_srf.server.parts import CoreParts
 from drachtio_srf.server.records import Incoming, Outgoing
-from drachtio_srf.server.sip_text import STATUS_LINE, AppHeaders, nbytes, split_values
-from drachtio_srf.sip import SipMessage, reason_phrase
+from drachtio_srf.server.sip_text import AppHeaders, nbytes, parse_status_line, split_values
+from drachtio_srf.sip import SipMessage
 
 if TYPE_CHECKING:  # pragma: no cover
     from drachtio_srf.server.control import ControlConnection
@@ -157,12 +157,11 @@ class EarlyDialogMixin(CoreParts):
     def _answer_early_update(self, conn: ControlConnection, frame: wire.Frame, upd: Incoming, start: str,
                              app: AppHeaders, body: str) -> None:
         """The app's response to an UPDATE delivered as case c (it quoted the INVITE's txnId)."""
-        m = STATUS_LINE.match(start)
-        if not m:
+        parsed = parse_status_line(start)
+        if parsed is None:
             conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
             return
-        status = int(m.group(1))
-        reason = (m.group(2) or "").strip() or reason_phrase(status)
+        status, reason = parsed
         resp = self._complete_response(upd, status, reason, app, body, False)
         try:
             upd.stx.respond(resp)

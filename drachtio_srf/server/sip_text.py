@@ -10,7 +10,7 @@ import re
 import string
 from collections.abc import Iterable
 
-from drachtio_srf.sip import SipMessage
+from drachtio_srf.sip import SipMessage, reason_phrase
 
 #: headers from the app the server never uses (it makes its own)
 DISCARDED = frozenset(("via", "route", "record-route", "rseq", "content-length"))
@@ -192,4 +192,14 @@ def sdp_type(body: str | None) -> str | None:
 
 
 STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+
+
+def parse_status_line(start: str) -> tuple[int, str] | None:
+    """Status and reason of an app's response start line (the standard phrase when it gives
+    none), or None when it is not a ``SIP/2.0 NNN`` line."""
+    m = STATUS_LINE.match(start)
+    if not m:
+        return None
+    status = int(m.group(1))
+    return status, (m.group(2) or "").strip() or reason_phrase(status)
 """The status line of an app's response: group 1 the status code, group 2 the reason phrase."""

@@ -18,17 +18,17 @@ from drachtio_srf.server.parts import CoreParts
 from drachtio_srf.server.records import Incoming
 from drachtio_srf.server.sip_text import (
     DISCARDED,
-    STATUS_LINE,
     AppHeaders,
     build_message,
     nbytes,
     new_tag,
+    parse_status_line,
     sdp_type,
     split_values,
     tag_of,
     with_tag,
 )
-from drachtio_srf.sip import SipMessage, reason_phrase
+from drachtio_srf.sip import SipMessage
 
 if TYPE_CHECKING:  # pragma: no cover
     from drachtio_srf.server.control import ControlConnection
@@ -60,12 +60,11 @@ class UasMixin(CoreParts):
                 text = "Response not sent due to unknown transaction"
             conn.reply(frame.msg_id, "NOK", [text])
             return
-        m = STATUS_LINE.match(start)
-        if not m:
+        parsed = parse_status_line(start)
+        if parsed is None:
             conn.reply(frame.msg_id, "NOK", ["Unknown server error sending response"])
             return
-        status = int(m.group(1))
-        reason = (m.group(2) or "").strip() or reason_phrase(status)
+        status, reason = parsed
         req = inc.request
         method = inc.method
         if getattr(inc.stx, "final_sent", False):
