@@ -192,6 +192,7 @@ def sdp_type(body: str | None) -> str | None:
 
 
 STATUS_LINE = re.compile(r"^SIP/2\.0\s+(\d{3})(?:\s+(.*))?$", re.IGNORECASE)
+"""The status line of an app's response: group 1 the status code, group 2 the reason phrase."""
 
 
 def parse_status_line(start: str) -> tuple[int, str] | None:
@@ -202,4 +203,3 @@ def parse_status_line(start: str) -> tuple[int, str] | None:
         return None
     status = int(m.group(1))
     return status, (m.group(2) or "").strip() or reason_phrase(status)
-"""The status line of an app's response: group 1 the status code, group 2 the reason phrase."""
