@@ -92,3 +92,18 @@ def test_handler_exception_logged_at_error_with_traceback(srf, server, far_end, 
     records = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], RuntimeError)]
     assert records and records[0].levelno == logging.ERROR
     assert "broken" in records[0].getMessage()
+
+
+def test_failure_callback_declaring_err_and_dialog_gets_none_for_the_dialog(srf, far_end):
+    """JS ``srf.createUAC(uri, {localSdp}, (err, dialog) => ...)`` ported line by line: on a 486
+    the callback is called with the error alone, and ``dialog`` is None (JS: undefined)."""
+    from drachtio_srf import SipError
+    sipp = far_end("uas-busy.xml")
+    got: queue.Queue = queue.Queue()
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    srf.createUAC(f"sip:busy@{LOOPBACK}:{sipp.port}", {"localSdp": sdp},
+                  lambda err, dialog: got.put((err, dialog)))
+    err, dialog = get(got, "the createUAC callback")
+    assert isinstance(err, SipError) and err.status == 486
+    assert dialog is None
+    sipp.expect_success()
