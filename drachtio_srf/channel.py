@@ -189,7 +189,8 @@ class Channel:
             if sc is not None:
                 self._on_close(sc, err)
 
-        conn = Connection(sock, on_frame=on_frame, on_close=on_close, name=name)
+        conn = Connection(sock, on_frame=on_frame, on_close=on_close, name=name,
+                          batch=self._batch_scope)
         sc = ServerConn(self, conn, outbound=outbound)
         holder["sc"] = sc
         with self.lock:
@@ -197,6 +198,10 @@ class Channel:
         conn.start()
         self._authenticate(sc)
         return sc
+
+    def _batch_scope(self) -> Any:
+        """What a reader enters around the frames of one read (:meth:`Dispatcher.batch`)."""
+        return self.dispatcher.batch()
 
     def _authenticate(self, sc: ServerConn) -> None:
         def on_reply(f: wire.Frame | None, err: BaseException | None) -> None:
@@ -376,8 +381,9 @@ class Channel:
         logger.error("unknown frame type %r from drachtio server", f.type)
 
     def _on_reply(self, sc: ServerConn, f: wire.Frame) -> None:
-        msg_id = f.field(2)
-        keep = f.field(12) == "continue"
+        fields = f.fields
+        msg_id = fields[2] if len(fields) > 2 else ""
+        keep = len(fields) > 12 and fields[12] == "continue"
         with sc.lock:
             p = sc.pending.get(msg_id) if keep else sc.pending.pop(msg_id, None)
         if p is None:

@@ -56,10 +56,11 @@ class MessageView:
 
         The few distinct source, address and protocol values are interned: a dialog keeps two
         messages for its whole life, and these would otherwise be fresh strings in each."""
-        self.source = _intern(meta.source) if type(meta.source) is str else meta.source
-        self.source_address = _intern(meta.address) if type(meta.address) is str else meta.address
-        self.source_port = int(meta.port) if meta.port else 5060
-        self.protocol = _intern(meta.protocol) if type(meta.protocol) is str else meta.protocol
+        source, address, protocol, port = meta.source, meta.address, meta.protocol, meta.port
+        self.source = _intern(source) if type(source) is str else source
+        self.source_address = _intern(address) if type(address) is str else address
+        self.source_port = (port if type(port) is int else int(port)) if port else 5060
+        self.protocol = _intern(protocol) if type(protocol) is str else protocol
         self.stack_time = meta.time
         self.stack_txn_id = meta.txn_id
         self.stack_dialog_id = meta.dialog_id or ""

@@ -16,6 +16,8 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from . import trace, wire
 from .errors import ConnectionLostError, NotConnectedError
@@ -32,6 +34,7 @@ _HANDSHAKE_TIMEOUT = 10.0
 
 FrameHandler = Callable[["Connection", str], None]
 CloseHandler = Callable[["Connection", "BaseException | None"], None]
+BatchScope = Callable[[], AbstractContextManager[Any]]
 
 
 def _tune(sock: socket.socket) -> None:
@@ -55,13 +58,15 @@ class Connection:
     only route (no user code). ``on_close(conn, err)`` runs exactly once: ``err`` is None when
     we closed the connection, :class:`~drachtio_srf.wire.WireProtocolError` for a malformed
     frame, :class:`~drachtio_srf.errors.ConnectionLostError` (with the socket error as
-    ``__cause__``) when the peer closed it or the socket failed.
+    ``__cause__``) when the peer closed it or the socket failed.  ``batch()``, when given, is
+    entered around the payloads of each read (:meth:`drachtio_srf.dispatch.Dispatcher.batch`).
     """
 
     def __init__(self, sock: socket.socket, *, on_frame: FrameHandler, on_close: CloseHandler,
-                 name: str = "drachtio") -> None:
+                 name: str = "drachtio", batch: BatchScope | None = None) -> None:
         self._sock = sock
         self._on_frame = on_frame
+        self._batch: BatchScope = batch or nullcontext
         self._on_close = on_close
         self.name = name
         """Name used for the reader thread and in log messages."""
@@ -241,15 +246,16 @@ class Connection:
     def _deliver(self, payloads: list[str]) -> None:
         on_frame = self._on_frame
         tracing = _trace_control.isEnabledFor(_DEBUG) or _trace_sip.isEnabledFor(_DEBUG)
-        for payload in payloads:
-            if self.closed:
-                return
-            if tracing:
-                self._trace("recv", payload)
-            try:
-                on_frame(self, payload)
-            except Exception:
-                logger.exception("on_frame handler of %r raised on %r", self, payload[:200])
+        with self._batch():     # (the dispatcher wakes a worker once, when the read is routed)
+            for payload in payloads:
+                if self.closed:
+                    return
+                if tracing:
+                    self._trace("recv", payload)
+                try:
+                    on_frame(self, payload)
+                except Exception:
+                    logger.exception("on_frame handler of %r raised on %r", self, payload[:200])
 
     def _read_loop(self) -> None:
         """Read until EOF, error or close; then close the socket and report why, once."""

@@ -224,7 +224,8 @@ class Frame:
     @property
     def ok(self) -> bool:
         """True for a ``response`` frame whose status is ``OK``."""
-        return self.type == "response" and self.field(3) == "OK"
+        fields = self.fields
+        return self.type == "response" and len(fields) > 3 and fields[3] == "OK"
 
     @property
     def data(self) -> list[str]:
@@ -302,6 +303,10 @@ def sip_response(msg_id: str, txn_id: str, sip_text: Any) -> str:
     """``<id>|sip|<txnId>|`` CRLF response: answer a request the server delivered."""
     if not txn_id:
         raise ValueError("a response needs the txnId of the request it answers")
+    if type(sip_text) is str and type(msg_id) is str and type(txn_id) is str and not (
+            "|" in txn_id or "\r" in txn_id or "\n" in txn_id
+            or "|" in msg_id or "\r" in msg_id or "\n" in msg_id):
+        return f"{msg_id}|sip|{txn_id}|{CRLF}{sip_text}"    # (one per answer: written directly)
     return make_payload((msg_id, "sip", txn_id, ""), sip_text)
 
 
@@ -396,6 +401,10 @@ def cdr(msg_id: str, kind: str, source: str, time: str, extra: str | None = None
 # --------------------------------------------------------------------------- meta readers
 
 def _port(text: str, where: str) -> int:
+    if len(text) < 6 and text.isdigit() and text.isascii():    # the usual case, no calls
+        value = int(text)
+        if value <= 65535:
+            return value
     if not text:
         return DEFAULT_SIP_PORT
     port = port_number(text)
@@ -405,6 +414,8 @@ def _port(text: str, where: str) -> int:
 
 
 def _nbytes(text: str) -> int | None:
+    if len(text) < 10 and text.isdigit() and text.isascii():   # the usual case
+        return int(text)
     return ascii_int(text, 10)
 
 
@@ -448,12 +459,12 @@ class SipMeta:
         if f.type != "sip" or len(fields) < 10:
             raise WireProtocolError(
                 f"not a sip frame with at least 10 fields: type {f.type!r}, {len(fields)} fields")
-        received_on = f"{fields[10]}:{fields[11]}" if len(fields) >= 12 else None
-        token = fields[12] if len(fields) >= 13 and fields[12] else None
-        return cls(source=fields[2], protocol=fields[4], address=fields[5],
-                   port=_port(fields[6], "sip frame"), time=fields[7], txn_id=fields[8],
-                   dialog_id=fields[9], received_on=received_on, session_token=token,
-                   nbytes=_nbytes(fields[3]))
+        n = len(fields)
+        received_on = f"{fields[10]}:{fields[11]}" if n >= 12 else None
+        token = fields[12] if n >= 13 and fields[12] else None
+        # (positional, in field order: one of these per frame)
+        return cls(fields[2], fields[4], fields[5], _port(fields[6], "sip frame"), fields[7],
+                   fields[8], fields[9], received_on, token, _nbytes(fields[3]))
 
     @classmethod
     def from_echo(cls, f: Frame) -> SipMeta:
@@ -473,7 +484,6 @@ class SipMeta:
             kind = "response"
         else:
             kind = "request"
-        dialog_id = f.field(11) if kind == "response" else ""
-        return cls(source=fields[4], protocol=fields[6], address=fields[7],
-                   port=_port(fields[8], "echo reply"), time=fields[9], txn_id=fields[10],
-                   dialog_id=dialog_id, nbytes=_nbytes(fields[5]), echo_of=kind)
+        dialog_id = fields[11] if kind == "response" and n > 11 else ""
+        return cls(fields[4], fields[6], fields[7], _port(fields[8], "echo reply"), fields[9],
+                   fields[10], dialog_id, None, None, _nbytes(fields[5]), kind)

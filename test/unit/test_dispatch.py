@@ -752,3 +752,51 @@ def test_200_concurrent_holds_occupy_no_workers() -> None:
     finally:
         timers.shutdown()
         d.shutdown(wait=True, timeout=WAIT)
+
+
+# ---------------------------------------------------------------------------- batches
+
+def test_work_made_ready_in_a_batch_wakes_a_worker_once_the_batch_ends() -> None:
+    # A reader routes the frames of one read inside batch(): no worker is woken (or started)
+    # in the middle of the routing, one is when the batch ends, and every task then runs.
+    d = Dispatcher(max_workers=8, name="batch-worker")
+    ran: list[int] = []
+    done = threading.Event()
+    try:
+        with d.batch():
+            for i in range(3):
+                d.submit(("dlg", i), lambda i=i: (ran.append(i), len(ran) == 3 and done.set()))
+            assert not _module_threads("batch-worker-"), "a worker started inside the batch"
+            assert len(d._ready) == 3
+        assert done.wait(WAIT)
+        assert sorted(ran) == [0, 1, 2]
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+
+
+def test_nested_batches_wake_only_when_the_outermost_ends() -> None:
+    d = Dispatcher(max_workers=8, name="nest-worker")
+    done = threading.Event()
+    try:
+        with d.batch():
+            with d.batch():
+                d.submit(None, done.set)
+            assert not _module_threads("nest-worker-"), "the inner batch woke a worker"
+        assert done.wait(WAIT)
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)
+
+
+def test_a_batch_on_one_thread_does_not_delay_work_submitted_from_another() -> None:
+    # The batch is per thread: a timer or another connection's reader submitting meanwhile
+    # wakes a worker at once.
+    d = Dispatcher(max_workers=8, name="other-worker")
+    done = threading.Event()
+    try:
+        with d.batch():
+            t = threading.Thread(target=d.submit, args=(None, done.set))
+            t.start()
+            t.join(WAIT)
+            assert done.wait(WAIT), "work from another thread waited for this thread's batch"
+    finally:
+        d.shutdown(wait=True, timeout=WAIT)

@@ -469,3 +469,39 @@ def test_listener_survives_failed_tls_handshake(tls_contexts, caplog) -> None:
         assert "TLS handshake" in caplog.text
     finally:
         lst.close()
+
+
+def test_the_frames_of_one_read_are_delivered_inside_one_batch(server_socket: socket.socket) -> None:
+    # Connection enters its batch scope around the payloads of each read (the dispatcher defers
+    # worker wake-ups to the end of it): three frames sent in one write come in one scope.
+    events: queue.Queue[str] = queue.Queue()
+
+    class Scope:
+        def __enter__(self) -> None:
+            events.put("enter")
+
+        def __exit__(self, *exc: object) -> None:
+            events.put("exit")
+
+    sock = open_connection(LOOPBACK, server_socket.getsockname()[1], timeout=WAIT)
+    peer, _ = server_socket.accept()
+    conn = Connection(sock, on_frame=lambda c, p: events.put(p), on_close=lambda c, e: None,
+                      name="test-conn", batch=Scope)
+    conn.start()
+    try:
+        peer.sendall(b"".join(wire.encode(f"{i}|ping") for i in range(3)))
+        got: list[str] = []
+        while got.count("enter") != got.count("exit") or len(got) - 2 * got.count("enter") < 3:
+            got.append(events.get(timeout=WAIT))
+        # one write of three small frames is one read on loopback; whatever the reads were,
+        # every payload is delivered inside a scope
+        payloads = [e for e in got if e not in ("enter", "exit")]
+        assert payloads == ["0|ping", "1|ping", "2|ping"]
+        depth = 0
+        for e in got:
+            depth += {"enter": 1, "exit": -1}.get(e, 0)
+            assert depth in (0, 1) and (depth == 1 or e in ("enter", "exit"))
+        assert got[0] == "enter" and got[-1] == "exit"
+    finally:
+        conn.close()
+        peer.close()

@@ -486,3 +486,13 @@ def test_sip_meta_bad_byte_count_is_unknown(nbytes):
 def test_decoder_non_ascii_or_long_length_is_a_protocol_error(data):
     with pytest.raises(wire.WireProtocolError):
         wire.FrameDecoder().feed(data)
+
+
+def test_sip_response_is_written_as_make_payload_writes_it_and_refuses_bad_fields() -> None:
+    text = "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert wire.sip_response("m1", "t9", text) == wire.make_payload(("m1", "sip", "t9", ""), text)
+    for bad in ("t|9", "t\r9", "t\n9"):
+        with pytest.raises(ValueError):
+            wire.sip_response("m1", bad, text)
+    with pytest.raises(ValueError):
+        wire.sip_response("m|1", "t9", text)
