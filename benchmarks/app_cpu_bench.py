@@ -9,6 +9,10 @@ calls and after every dialog is released. Runs alternate between the two apps.
     python benchmarks/app_cpu_bench.py --rate 50 --duration 10 --rounds 1
     python benchmarks/app_cpu_bench.py --rates 50,200,800,1000 --duration 12 --rounds 2
 
+``--ab-env NAME=VALUE`` measures the Python app against itself instead of against Node: rounds
+alternate (A B B A ...) between the app as it is (A) and the app with NAME=VALUE in its
+environment (B), e.g. ``--ab-env DRACHTIO_SRF_THREAD_POLICY=normal``.
+
 ``--python PYTHON`` runs the Python app with that interpreter and the drachtio_srf installed for
 it, e.g. ``--python .venv-compiled/bin/python`` for the compiled build (docs/compiled.md).
 
@@ -119,6 +123,39 @@ def measure(args: argparse.Namespace, rate: float, node_work: Path, work: Path) 
     return py_ms, node_ms, clean
 
 
+def measure_ab(args: argparse.Namespace, rate: float, node_work: Path, work: Path) -> tuple[float, float, bool]:
+    """Alternating rounds of the Python app without (A) and with (B) ``args.ab_env`` in its
+    environment; prints each run; (A ms, B ms, clean)."""
+    name, _, value = args.ab_env.partition("=")
+    args.rate = rate
+    bl.out(f"# {rate:g} cps x {args.duration:g} s, {args.rounds} round(s); A: as is, B: {name}={value}")
+    runs: dict[str, list[Run]] = {"A": [], "B": []}
+    saved = os.environ.get(name)
+    try:
+        for rnd, tag in bl.alternate(args.rounds, ("A", "B")):
+            if tag == "B":
+                os.environ[name] = value
+            elif saved is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = saved
+            run = one_run("py", args, node_work, work, f"{rate:g}-r{rnd}-{tag}")
+            runs[tag].append(run)
+            bl.out(f"round {rnd + 1} {tag}: app {run.app_ms:7.3f} ms/call  calls {run.calls} failed "
+                   f"{run.failed} retrans {run.retrans} open-after {run.leftover}  {run.per_call()}")
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+    a_ms = bl.median([r.app_ms for r in runs["A"]])
+    b_ms = bl.median([r.app_ms for r in runs["B"]])
+    bl.out(f"A (as is) app CPU per call: {a_ms:.3f} ms (median)")
+    bl.out(f"B ({name}={value}) app CPU per call: {b_ms:.3f} ms (median)")
+    clean = all(r.failed == 0 and r.leftover == 0 for rs in runs.values() for r in rs)
+    return a_ms, b_ms, clean
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rate", type=float, default=50,
@@ -138,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
                         "(e.g. .venv-compiled/bin/python: the compiled build) instead of the checkout")
     p.add_argument("--pin-app", type=int, metavar="CPU",
                    help="run either app on this one CPU only (both alike; server and sipp unpinned)")
+    p.add_argument("--ab-env", metavar="NAME=VALUE",
+                   help="compare the Python app with itself: as is (A) against NAME=VALUE in its "
+                        "environment (B), alternating; Node is not run")
     bl.add_run_options(p)
     args = p.parse_args(argv)
+    if args.ab_env is not None and "=" not in args.ab_env:
+        p.error(f"--ab-env: expected NAME=VALUE, got {args.ab_env!r}")
     bl.setup_logging(args.verbose)
     try:
         rates = [float(r) for r in args.rates.split(",")] if args.rates else [args.rate]
@@ -160,16 +202,19 @@ def main(argv: list[str] | None = None) -> int:
             bl.out("# EXPERIMENT: Python app with user code inline on the reader thread "
                    "(not the library's threading contract; not a product figure)")
         for rate in rates:
-            py_ms, node_ms, ok = measure(args, rate, node_work, work)
+            py_ms, node_ms, ok = (measure_ab if args.ab_env else measure)(args, rate, node_work, work)
             table.append((rate, py_ms, node_ms))
             clean = clean and ok
 
     label = "app CPU per call python/node"
+    if args.ab_env:
+        label = f"app CPU per call, python as is / python with {args.ab_env}"
     if args.inline_experiment:
         label = "EXPERIMENT (user code on the reader) app CPU per call python/node"
     ratios = [py / node if node else float("nan") for _, py, node in table]
     if len(table) > 1:
-        bl.out("| calls/s | python ms/call | node ms/call | ratio |")
+        cols = ("A (as is)", f"B ({args.ab_env})") if args.ab_env else ("python", "node")
+        bl.out(f"| calls/s | {cols[0]} ms/call | {cols[1]} ms/call | ratio |")
         bl.out("|---|---|---|---|")
         for (rate, py_ms, node_ms), ratio in zip(table, ratios):
             bl.out(f"| {rate:g} | {py_ms:.3f} | {node_ms:.3f} | {ratio:.2f} |")

@@ -4,7 +4,7 @@ Async methods take an optional callback ``(err, *results)`` or return a
 :class:`DrachtioFuture` (a ``concurrent.futures.Future``); asyncio users can
 ``await asyncio.wrap_future(fut)``.
 """
-from . import errors, models
+from . import errors, models, threadpolicy
 from .dialog import Dialog
 from .dispatch import DrachtioFuture
 from .errors import (
@@ -29,6 +29,7 @@ from .request import Request
 from .response import Response
 from .sip import AttrDict, SipMessage, SipParseError, parse_uri, parseUri, stringify_uri, stringifyUri
 from .srf import Srf
+from .threadpolicy import set_thread_policy
 from .trace import configure_from_env as _configure_trace
 
 SipRequest = Request
@@ -68,8 +69,10 @@ __all__ = [
     "models",
     "parseUri",
     "parse_uri",
+    "set_thread_policy",
     "stringifyUri",
     "stringify_uri",
+    "threadpolicy",
 ]
 
 # DRACHTIO_DEBUG=1 or DEBUG=drachtio:* turn the wire trace on (see drachtio_srf.trace)

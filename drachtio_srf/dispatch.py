@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Hashable
 from typing import Any, Generic, TypeVar
 
+from . import threadpolicy
 from .usercode import adapt
 
 logger = logging.getLogger(__name__)
@@ -332,6 +333,7 @@ class Dispatcher:
         wake-ups at all) while nothing is ready."""
         interval = self.watchdog_interval
         patience = max(2, round(self.long_task / interval))
+        threadpolicy.apply()
         ready = self._ready
         busy = self._busy
         linger = 0          # idle checks to poll on: only when notifications come often
@@ -420,6 +422,7 @@ class Dispatcher:
         local = self._local
         local.worker = worker
         worker.tid = threading.get_native_id()
+        threadpolicy.apply()
         busy = self._busy
         me = threading.current_thread()
         key: Hashable | None = None
@@ -656,6 +659,7 @@ class Timers:
                 logger.warning("timer thread %s did not stop within %.1fs", self.name, timeout)
 
     def _run(self) -> None:
+        threadpolicy.apply()
         cond = self._cond
         heap = self._heap
         while True:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from . import trace, wire
+from . import threadpolicy, trace, wire
 from .errors import ConnectionLostError, NotConnectedError
 
 logger = logging.getLogger(__name__)
@@ -264,6 +264,7 @@ class Connection:
         where = _fmt_peer(self.peer)
         err: BaseException | None = None
         recv = self._recv_tls if self._tls else sock.recv
+        threadpolicy.apply()
         try:
             while not self.closed:
                 try:

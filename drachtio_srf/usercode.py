@@ -31,6 +31,8 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from . import threadpolicy
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ALL", "Adapted", "LoopRunner", "adapt", "arity", "bind_runner", "call", "describe",
@@ -208,6 +210,7 @@ class LoopRunner:
 
     @staticmethod
     def _run_own(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        threadpolicy.apply()
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
         try:
