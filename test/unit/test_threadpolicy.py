@@ -40,23 +40,15 @@ def _on_worker(d: Dispatcher, fn) -> concurrent.futures.Future:
     return fut
 
 
-def test_workers_run_user_code_under_sched_batch_and_the_caller_is_untouched() -> None:
-    set_thread_policy("batch")
+@pytest.mark.parametrize(("chosen", "expected"), [("batch", "SCHED_BATCH"), ("normal", "SCHED_OTHER")])
+def test_workers_run_user_code_under_the_chosen_policy(chosen, expected) -> None:
+    set_thread_policy(chosen)
     d = Dispatcher(name="policy-worker")
     try:
-        assert _on_worker(d, _policy_here).result(WAIT) == os.SCHED_BATCH
+        assert _on_worker(d, _policy_here).result(WAIT) == getattr(os, expected)
     finally:
         d.shutdown(wait=True, timeout=WAIT)
     assert _policy_here() == os.SCHED_OTHER     # the test's own thread keeps its policy
-
-
-def test_normal_policy_leaves_workers_sched_other() -> None:
-    set_thread_policy("normal")
-    d = Dispatcher(name="policy-worker")
-    try:
-        assert _on_worker(d, _policy_here).result(WAIT) == os.SCHED_OTHER
-    finally:
-        d.shutdown(wait=True, timeout=WAIT)
 
 
 def test_timer_thread_runs_under_sched_batch() -> None:
