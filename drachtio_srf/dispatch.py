@@ -331,9 +331,9 @@ class Dispatcher:
         worker.  A task that computes (holds the GIL) is left alone until it has run for
         ``long_task`` seconds: another worker could only share the GIL with it.  Sleeps (no
         wake-ups at all) while nothing is ready."""
+        threadpolicy.apply()
         interval = self.watchdog_interval
         patience = max(2, round(self.long_task / interval))
-        threadpolicy.apply()
         ready = self._ready
         busy = self._busy
         linger = 0          # idle checks to poll on: only when notifications come often

@@ -9,7 +9,7 @@ woken by the server would do the same to a running worker.  Measured with
 per call at every rate.
 
 ``DRACHTIO_SRF_THREAD_POLICY=normal`` in the environment (read at import) or
-``set_thread_policy("normal")`` before the first connection keeps them ``SCHED_OTHER``.  Threads
+``set_thread_policy("normal")`` keeps the client threads started from then on ``SCHED_OTHER``.  Threads
 started from a handler inherit the policy of the worker that started them (Linux semantics).
 Elsewhere, and where the kernel refuses, nothing changes.
 """
@@ -59,15 +59,21 @@ def set_thread_policy(value: Policy) -> None:
 
 
 def apply() -> bool:
-    """Put the calling thread under ``SCHED_BATCH`` when the policy asks for it and the platform
-    allows it; True when the thread now runs under it."""
+    """Give the calling (client) thread the chosen policy; True when it now runs under
+    ``SCHED_BATCH``.  Under ``normal`` a thread that inherited ``SCHED_BATCH`` from the client
+    thread that started it (a worker started by the reader before the switch) goes back to
+    ``SCHED_OTHER``."""
     global _policy
-    if _policy != "batch" or not _SUPPORTED:
+    if not _SUPPORTED:
         return False
     try:
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        if _policy == "batch":
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+            return True
+        if os.sched_getscheduler(0) == os.SCHED_BATCH:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except OSError as err:      # (a seccomp filter, a container that forbids it)
-        logger.info("SCHED_BATCH not available (%s); client threads keep the normal policy", err)
+        logger.info("scheduling policy not changed (%s); client threads keep the one they have",
+                    err)
         _policy = "normal"
-        return False
-    return True
+    return False

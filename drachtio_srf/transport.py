@@ -259,12 +259,12 @@ class Connection:
 
     def _read_loop(self) -> None:
         """Read until EOF, error or close; then close the socket and report why, once."""
+        threadpolicy.apply()
         sock = self._sock
         decoder = wire.FrameDecoder()
         where = _fmt_peer(self.peer)
         err: BaseException | None = None
         recv = self._recv_tls if self._tls else sock.recv
-        threadpolicy.apply()
         try:
             while not self.closed:
                 try:

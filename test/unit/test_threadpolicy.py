@@ -2,6 +2,7 @@
 switch to turn that off works."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import os
@@ -15,6 +16,7 @@ from helpers import LOOPBACK
 from drachtio_srf import set_thread_policy, threadpolicy, wire
 from drachtio_srf.dispatch import Dispatcher, Timers
 from drachtio_srf.transport import Connection, open_connection
+from drachtio_srf.usercode import LoopRunner
 
 WAIT = 5.0
 
@@ -98,6 +100,41 @@ def test_a_thread_started_by_a_handler_inherits_the_policy() -> None:
         assert _on_worker(d, start_thread).result(WAIT) == os.SCHED_BATCH
     finally:
         d.shutdown(wait=True, timeout=WAIT)
+
+
+def test_normal_after_batch_resets_a_worker_that_inherited_batch() -> None:
+    """set_thread_policy("normal") while connected: a worker the (batch) reader starts later
+    inherits SCHED_BATCH from it and must drop it."""
+    set_thread_policy("normal")
+    out: concurrent.futures.Future = concurrent.futures.Future()
+
+    def batch_thread_starting_a_pool() -> None:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))    # as a reader would be
+        d = Dispatcher(name="policy-worker")
+        try:
+            out.set_result(_on_worker(d, _policy_here).result(WAIT))
+        finally:
+            d.shutdown(wait=True, timeout=WAIT)
+
+    t = threading.Thread(target=batch_thread_starting_a_pool)
+    t.start()
+    t.join(WAIT)
+    assert out.result(WAIT) == os.SCHED_OTHER
+
+
+def test_async_handlers_run_on_a_loop_thread_under_sched_batch() -> None:
+    """An ``async def`` handler runs on the library's own asyncio loop thread."""
+    set_thread_policy("batch")
+    runner = LoopRunner()
+
+    async def handler() -> int:
+        return _policy_here()
+
+    try:
+        loop = runner.loop()
+        assert asyncio.run_coroutine_threadsafe(handler(), loop).result(WAIT) == os.SCHED_BATCH
+    finally:
+        runner.close()
 
 
 def test_bad_policy_name_is_a_value_error() -> None:
