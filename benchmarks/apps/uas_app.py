@@ -9,11 +9,14 @@ With ``--profile FILE`` every thread runs under cProfile timed by its own CPU ti
 works on its own threads, which ``python -m cProfile`` would miss); stats go to FILE on ``quit``.
 ``--inline-experiment`` runs user code on the reader thread (see inline_experiment.py): a
 measurement of the thread hand-off cost, not a supported way to run the library.
+``BENCH_PIN_CPU=N`` in the environment pins the whole app to CPU N before it starts any thread
+(``app_cpu_bench.py --ab-env BENCH_PIN_CPU=1`` measures the README's pinning tip).
 """
 from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import threading
 from typing import Any
@@ -82,6 +85,9 @@ class UasApp:
 
 
 def main(argv: list[str]) -> int:
+    pin = os.environ.get("BENCH_PIN_CPU")
+    if pin:
+        os.sched_setaffinity(0, {int(pin)})
     profile_to = None
     if "--profile" in argv:
         i = argv.index("--profile")
