@@ -123,6 +123,14 @@ def measure(args: argparse.Namespace, rate: float, node_work: Path, work: Path) 
     return py_ms, node_ms, clean
 
 
+def _put_env(name: str, value: str | None) -> None:
+    """Set ``name`` in this process's environment (inherited by the apps it starts); None unsets it."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def measure_ab(args: argparse.Namespace, rate: float, node_work: Path, work: Path) -> tuple[float, float, bool]:
     """Alternating rounds of the Python app without (A) and with (B) ``args.ab_env`` in its
     environment; prints each run; (A ms, B ms, clean)."""
@@ -133,21 +141,13 @@ def measure_ab(args: argparse.Namespace, rate: float, node_work: Path, work: Pat
     saved = os.environ.get(name)
     try:
         for rnd, tag in bl.alternate(args.rounds, ("A", "B")):
-            if tag == "B":
-                os.environ[name] = value
-            elif saved is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = saved
+            _put_env(name, value if tag == "B" else saved)
             run = one_run("py", args, node_work, work, f"{rate:g}-r{rnd}-{tag}")
             runs[tag].append(run)
             bl.out(f"round {rnd + 1} {tag}: app {run.app_ms:7.3f} ms/call  calls {run.calls} failed "
                    f"{run.failed} retrans {run.retrans} open-after {run.leftover}  {run.per_call()}")
     finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
+        _put_env(name, saved)
     a_ms = bl.median([r.app_ms for r in runs["A"]])
     b_ms = bl.median([r.app_ms for r in runs["B"]])
     bl.out(f"A (as is) app CPU per call: {a_ms:.3f} ms (median)")
